@@ -1,0 +1,871 @@
+//! The agent's configuration: one type tree, loaded from TOML.
+//!
+//! Every config type lives here so that the file format is defined in one place
+//! and documented in one place (`config/agent.toml`). Loading is strict
+//! (`deny_unknown_fields`): a misspelt key on a gateway in the field is far
+//! worse than a refused file, because the provider would never learn that the
+//! setting was ignored. Every error names the file, line, column and key, and
+//! says what was expected, e.g.
+//! `agent.toml:12:9: discovery.interval: expected a duration like "5m", got "soon"`.
+//!
+//! Secrets (communities, v3 passphrases, the MQTT password) are wrapped in
+//! [`Secret`], whose `Debug` and `Display` never show the value, so that no log
+//! line or `config show` output can leak them by accident.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::target::TargetSpec;
+
+/// Where the daemon looks for its config when neither `--config` nor
+/// `CPE_AGENT_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/cpe-agent/agent.toml";
+
+/// The environment variable that overrides [`DEFAULT_CONFIG_PATH`].
+pub const CONFIG_ENV: &str = "CPE_AGENT_CONFIG";
+
+/// The largest config file we read; anything larger is a mistake, not a config.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub agent: AgentConfig,
+    pub mqtt: MqttConfig,
+    pub discovery: DiscoveryConfig,
+    pub credentials: Vec<Credential>,
+    pub polling: PollingConfig,
+    pub storage: StorageConfig,
+    pub provisioning: ProvisioningConfig,
+}
+
+/// `[agent]`: who this agent is.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The agent id used in MQTT topics and as the MQTT client id. When unset
+    /// it is derived from the gateway (see [`crate::identity`]).
+    pub id: Option<String>,
+}
+
+/// `[mqtt]`: the provider's broker.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub protocol: MqttProtocol,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub keep_alive: HumanDuration,
+    /// Topic prefix; `{agent_id}` is replaced by the agent id.
+    pub topic_prefix: String,
+    pub tls: TlsConfig,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            host: "localhost".to_string(),
+            port: 1883,
+            protocol: MqttProtocol::V311,
+            username: None,
+            password: None,
+            keep_alive: HumanDuration(Duration::from_secs(30)),
+            topic_prefix: "cpe/v1/{agent_id}".to_string(),
+            tls: TlsConfig::default(),
+        }
+    }
+}
+
+/// The MQTT protocol version to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum MqttProtocol {
+    #[serde(rename = "3.1.1")]
+    V311,
+    #[serde(rename = "5")]
+    V5,
+}
+
+/// `[mqtt.tls]`: TLS to the broker.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    /// PEM file of the CA(s) that sign the broker's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// `[discovery]`: which part of the LAN to sweep, and how.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiscoveryConfig {
+    /// Time between sweeps.
+    pub interval: HumanDuration,
+    /// Sweep the gateway's directly attached IPv4 LAN subnets.
+    pub lan_subnets: bool,
+    /// Extra CIDRs, ranges and hosts, each with an optional `:PORT`.
+    pub targets: Vec<TargetSpec>,
+    /// Interfaces never swept (besides loopback and the default-route one).
+    pub exclude_interfaces: Vec<String>,
+    /// The largest network (smallest prefix length) a sweep may cover.
+    pub max_prefix: u8,
+    /// Hosts probed at once.
+    pub concurrency: usize,
+    /// Per-request timeout, and retries after it.
+    pub timeout: HumanDuration,
+    pub retries: u32,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            interval: HumanDuration(Duration::from_secs(3600)),
+            lan_subnets: true,
+            targets: Vec::new(),
+            exclude_interfaces: Vec::new(),
+            max_prefix: 22,
+            concurrency: 32,
+            timeout: HumanDuration(Duration::from_secs(1)),
+            retries: 1,
+        }
+    }
+}
+
+/// `[[credentials]]`: one SNMP credential; the list is tried in order.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credential {
+    /// A name for logs and reports; the secret itself is never shown.
+    pub name: String,
+    pub version: SnmpVersion,
+    /// v1/v2c community.
+    pub community: Option<Secret>,
+    /// v3 user name, and its authentication and privacy settings.
+    pub user: Option<String>,
+    pub auth_protocol: Option<AuthProtocol>,
+    pub auth_password: Option<Secret>,
+    pub priv_protocol: Option<PrivProtocol>,
+    pub priv_password: Option<Secret>,
+}
+
+impl Credential {
+    /// The credential used when none is configured (and by `discover --target`).
+    pub fn default_public() -> Credential {
+        Credential {
+            name: "public".to_string(),
+            version: SnmpVersion::V2c,
+            community: Some(Secret::new("public")),
+            user: None,
+            auth_protocol: None,
+            auth_password: None,
+            priv_protocol: None,
+            priv_password: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SnmpVersion {
+    V1,
+    V2c,
+    V3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthProtocol {
+    Md5,
+    Sha,
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrivProtocol {
+    Des,
+    Aes,
+    Aes192,
+    Aes256,
+}
+
+/// `[polling]`: how often known devices are polled.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollingConfig {
+    pub interval: HumanDuration,
+    pub timeout: HumanDuration,
+    pub retries: u32,
+    /// Missed polls after which a device is reported lost.
+    pub lost_after: u32,
+}
+
+impl Default for PollingConfig {
+    fn default() -> Self {
+        PollingConfig {
+            interval: HumanDuration(Duration::from_secs(60)),
+            timeout: HumanDuration(Duration::from_secs(2)),
+            retries: 1,
+            lost_after: 3,
+        }
+    }
+}
+
+/// `[storage]`: where state survives restarts.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub state_dir: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            state_dir: PathBuf::from("/var/lib/cpe-agent"),
+        }
+    }
+}
+
+/// `[provisioning]`: provider-pushed configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProvisioningConfig {
+    pub enabled: bool,
+    /// Ed25519 public keys (base64) whose signatures are accepted.
+    pub public_keys: Vec<String>,
+    /// Group topics the agent also follows for pushes.
+    pub groups: Vec<String>,
+}
+
+/// A secret string: shown as `********` everywhere, serialised the same way.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The real value, for the one place that must hand it to a protocol.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("********")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("********")
+    }
+}
+
+/// A duration written the human way: "30s", "5m", "1h 30m".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl HumanDuration {
+    pub fn get(self) -> Duration {
+        self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration like \"5m\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<HumanDuration, E> {
+                humantime::parse_duration(v)
+                    .map(HumanDuration)
+                    .map_err(|_| E::custom(format!("expected a duration like \"5m\", got {v:?}")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "expected a duration like \"5m\", got the bare number {v} (add a unit: \"{v}s\")"
+                )))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_duration(self.0))
+    }
+}
+
+/// A config that could not be used, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file as given (or `<text>` for text that came from elsewhere).
+    pub file: String,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub position: Option<(usize, usize)>,
+    /// The dotted key path, e.g. `discovery.interval` or `credentials[1].user`.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some((line, column)) = self.position {
+            write!(f, ":{line}:{column}")?;
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        write!(f, "{}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let plain = |message: String| ConfigError {
+        file: file.clone(),
+        position: None,
+        key: None,
+        message,
+    };
+    let meta = std::fs::metadata(path).map_err(|e| plain(read_hint(&e)))?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(plain(format!(
+            "the file is {} bytes; a config is at most {MAX_CONFIG_BYTES}",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| plain(read_hint(&e)))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        plain(format!(
+            "the file is not UTF-8 text (bad byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    parse(&text, &file)
+}
+
+fn read_hint(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("cannot read the config: {e} (pass --config PATH or set {CONFIG_ENV})")
+        }
+        _ => format!("cannot read the config: {e}"),
+    }
+}
+
+/// Parses and validates config text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let deserializer = toml::de::Deserializer::parse(text)
+        .map_err(|e| located(text, file, None, e.span(), e.message().to_string()))?;
+    let config: Config = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = dotted(e.path());
+        let inner = e.into_inner();
+        // toml places errors inside arrays at the array; the element is more useful.
+        let span = match &key {
+            Some(k) if k.ends_with(']') => span_of_key(text, k).or(inner.span()),
+            _ => inner.span(),
+        };
+        located(text, file, key, span, inner.message().to_string())
+    })?;
+    config.validate().map_err(|(key, message)| {
+        let span = span_of_key(text, &key);
+        located(text, file, Some(key), span, message)
+    })?;
+    Ok(config)
+}
+
+/// serde_path_to_error's path, as the dotted key the file uses.
+fn dotted(path: &serde_path_to_error::Path) -> Option<String> {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Unknown => {}
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+fn located(
+    text: &str,
+    file: &str,
+    key: Option<String>,
+    span: Option<Range<usize>>,
+    message: String,
+) -> ConfigError {
+    ConfigError {
+        file: file.to_string(),
+        position: span.map(|s| line_column(text, s.start)),
+        key,
+        message: tidy_message(&message),
+    }
+}
+
+/// toml's messages sometimes end in a newline or repeat "invalid value: ";
+/// a one-line message reads better after `file:line:col: key:`.
+fn tidy_message(message: &str) -> String {
+    let mut out = message.trim().replace('\n', " ");
+    for (rust, human) in [
+        ("expected u8", "expected a whole number from 0 to 255"),
+        ("expected u16", "expected a whole number from 0 to 65535"),
+        (
+            "expected u32",
+            "expected a whole number from 0 to 4294967295",
+        ),
+        ("expected usize", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        if out.ends_with(rust) {
+            out = format!("{}{human}", &out[..out.len() - rust.len()]);
+        }
+    }
+    out
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+/// Finds where a dotted key (as produced by [`Config::validate`]) stands in the file.
+fn span_of_key(text: &str, key: &str) -> Option<Range<usize>> {
+    use toml::de::{DeTable, DeValue};
+    let root = DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut span = None;
+    let mut segments = key_segments(key).into_iter().peekable();
+    while let Some((name, index)) = segments.next() {
+        let (k, v) = table.get_key_value(name)?;
+        span = Some(k.span());
+        let mut value = v;
+        if let Some(i) = index {
+            let DeValue::Array(items) = value.get_ref() else {
+                return span;
+            };
+            value = items.get(i)?;
+            span = Some(value.span());
+        }
+        match value.get_ref() {
+            DeValue::Table(t) if segments.peek().is_some() => table = t,
+            _ => return span,
+        }
+    }
+    span
+}
+
+/// `credentials[1].user` → [("credentials", Some(1)), ("user", None)].
+fn key_segments(key: &str) -> Vec<(&str, Option<usize>)> {
+    key.split('.')
+        .map(|part| match part.split_once('[') {
+            Some((name, rest)) => (name, rest.trim_end_matches(']').parse().ok()),
+            None => (part, None),
+        })
+        .collect()
+}
+
+type Invalid = (String, String);
+
+impl Config {
+    /// Checks what types alone cannot: ranges, and settings that only make
+    /// sense together. Errors carry the dotted key they are about.
+    fn validate(&self) -> Result<(), Invalid> {
+        let bad = |key: &str, message: String| Err((key.to_string(), message));
+        if let Some(id) = &self.agent.id {
+            if let Err(why) = crate::identity::check_agent_id(id) {
+                return bad("agent.id", why);
+            }
+        }
+        self.mqtt.validate()?;
+        self.discovery.validate()?;
+        for (i, credential) in self.credentials.iter().enumerate() {
+            credential.validate(i)?;
+        }
+        let mut names: Vec<&str> = self.credentials.iter().map(|c| c.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+            let index = self.credentials.iter().rposition(|c| c.name == pair[0]);
+            return bad(
+                &format!("credentials[{}].name", index.unwrap_or(0)),
+                format!(
+                    "the name {:?} is used twice; each credential needs its own",
+                    pair[0]
+                ),
+            );
+        }
+        self.polling.validate()?;
+        if self.storage.state_dir.as_os_str().is_empty() {
+            return bad(
+                "storage.state_dir",
+                "expected a directory, got an empty path".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The credentials to try, in order: the configured ones, or `public`.
+    pub fn credentials_or_default(&self) -> Vec<Credential> {
+        if self.credentials.is_empty() {
+            vec![Credential::default_public()]
+        } else {
+            self.credentials.clone()
+        }
+    }
+}
+
+impl MqttConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        let bad = |key: &str, message: &str| Err((key.to_string(), message.to_string()));
+        if self.host.trim().is_empty() {
+            return bad(
+                "mqtt.host",
+                "expected a broker host name or address, got \"\"",
+            );
+        }
+        if self.port == 0 {
+            return bad("mqtt.port", "expected a port from 1 to 65535, got 0");
+        }
+        if self.keep_alive.0 < Duration::from_secs(5)
+            || self.keep_alive.0 > Duration::from_secs(65535)
+        {
+            return bad("mqtt.keep_alive", "expected a keep-alive from 5s to 18h");
+        }
+        if self.protocol == MqttProtocol::V5 {
+            return bad(
+                "mqtt.protocol",
+                "MQTT 5 is not supported by this release; use \"3.1.1\"",
+            );
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return bad("mqtt.password", "a password needs mqtt.username too");
+        }
+        let prefix = &self.topic_prefix;
+        if prefix.is_empty() || prefix.starts_with('/') || prefix.ends_with('/') {
+            return bad(
+                "mqtt.topic_prefix",
+                "expected a topic prefix like \"cpe/v1/{agent_id}\" (no leading or trailing '/')",
+            );
+        }
+        if prefix.contains(['+', '#']) {
+            return bad(
+                "mqtt.topic_prefix",
+                "wildcards '+' and '#' are not allowed in a topic prefix",
+            );
+        }
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            return bad(
+                "mqtt.tls.cert_file",
+                "a client certificate needs both cert_file and key_file",
+            );
+        }
+        Ok(())
+    }
+}
+
+impl DiscoveryConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if !(8..=32).contains(&self.max_prefix) {
+            return Err((
+                "discovery.max_prefix".into(),
+                format!(
+                    "expected a prefix length from 8 to 32, got {}",
+                    self.max_prefix
+                ),
+            ));
+        }
+        for (i, target) in self.targets.iter().enumerate() {
+            if let Some(prefix) = target.prefix() {
+                if prefix < self.max_prefix {
+                    return Err((
+                        format!("discovery.targets[{i}]"),
+                        format!(
+                            "{target} is larger than a /{}; split it, or raise the limit with discovery.max_prefix = {prefix}",
+                            self.max_prefix
+                        ),
+                    ));
+                }
+            }
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            return Err((
+                "discovery.concurrency".into(),
+                format!("expected 1 to 1024 hosts at once, got {}", self.concurrency),
+            ));
+        }
+        check_timeout("discovery.timeout", self.timeout)?;
+        check_retries("discovery.retries", self.retries)?;
+        if self.interval.0 < Duration::from_secs(60) {
+            return Err((
+                "discovery.interval".into(),
+                "expected at least \"1m\" between sweeps".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PollingConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        if self.interval.0 < Duration::from_secs(1) {
+            return Err(("polling.interval".into(), "expected at least \"1s\"".into()));
+        }
+        check_timeout("polling.timeout", self.timeout)?;
+        check_retries("polling.retries", self.retries)?;
+        if self.lost_after == 0 {
+            return Err((
+                "polling.lost_after".into(),
+                "expected at least 1 missed poll".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_timeout(key: &str, timeout: HumanDuration) -> Result<(), Invalid> {
+    if timeout.0 < Duration::from_millis(10) || timeout.0 > Duration::from_secs(60) {
+        return Err((
+            key.into(),
+            "expected a timeout from \"10ms\" to \"60s\"".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_retries(key: &str, retries: u32) -> Result<(), Invalid> {
+    if retries > 10 {
+        return Err((
+            key.into(),
+            format!("expected 0 to 10 retries, got {retries}"),
+        ));
+    }
+    Ok(())
+}
+
+impl Credential {
+    fn validate(&self, index: usize) -> Result<(), Invalid> {
+        let key = |field: &str| format!("credentials[{index}].{field}");
+        let bad = |field: &str, message: &str| Err((key(field), message.to_string()));
+        if self.name.trim().is_empty() {
+            return bad("name", "expected a name for this credential");
+        }
+        match self.version {
+            SnmpVersion::V1 | SnmpVersion::V2c => {
+                if self.community.is_none() {
+                    return bad("version", "a v1/v2c credential needs a community");
+                }
+                let v3_field = [
+                    ("user", self.user.is_some()),
+                    ("auth_protocol", self.auth_protocol.is_some()),
+                    ("auth_password", self.auth_password.is_some()),
+                    ("priv_protocol", self.priv_protocol.is_some()),
+                    ("priv_password", self.priv_password.is_some()),
+                ]
+                .into_iter()
+                .find(|(_, set)| *set);
+                if let Some((field, _)) = v3_field {
+                    return bad(
+                        field,
+                        "only SNMPv3 credentials take this; set version = \"v3\"",
+                    );
+                }
+            }
+            SnmpVersion::V3 => {
+                if self.community.is_some() {
+                    return bad("community", "SNMPv3 uses user, not community");
+                }
+                if self.user.as_deref().is_none_or(str::is_empty) {
+                    return bad("version", "an SNMPv3 credential needs a user");
+                }
+                if self.auth_protocol.is_some() != self.auth_password.is_some() {
+                    return bad(
+                        "auth_protocol",
+                        "set auth_protocol and auth_password together",
+                    );
+                }
+                if self.priv_protocol.is_some() != self.priv_password.is_some() {
+                    return bad(
+                        "priv_protocol",
+                        "set priv_protocol and priv_password together",
+                    );
+                }
+                if self.priv_protocol.is_some() && self.auth_protocol.is_none() {
+                    return bad(
+                        "priv_protocol",
+                        "privacy needs authentication (auth_protocol) too",
+                    );
+                }
+                for (field, secret) in [
+                    ("auth_password", &self.auth_password),
+                    ("priv_password", &self.priv_password),
+                ] {
+                    if secret.as_ref().is_some_and(|s| s.expose().len() < 8) {
+                        return bad(
+                            field,
+                            "SNMPv3 passphrases are at least 8 characters (RFC 3414)",
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        parse(text, "agent.toml")
+            .expect_err("should be refused")
+            .to_string()
+    }
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        let config = parse("", "agent.toml").expect("empty config");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.polling.interval.get(), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn bad_duration_names_line_column_and_key() {
+        let text = "[agent]\n\n[discovery]\ninterval = \"soon\"\n";
+        assert_eq!(
+            err(text),
+            "agent.toml:4:12: discovery.interval: expected a duration like \"5m\", got \"soon\""
+        );
+    }
+
+    #[test]
+    fn misspelt_key_names_line_column_and_key() {
+        let e = err("[polling]\nintervall = \"5m\"\n");
+        assert!(e.starts_with("agent.toml:2:1: polling"), "{e}");
+        assert!(e.contains("unknown field `intervall`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_line_column_and_key() {
+        let e = err("[mqtt]\nhost = \"broker\"\nport = \"eighteen\"\n");
+        assert!(e.starts_with("agent.toml:3:8: mqtt.port:"), "{e}");
+        assert!(
+            e.ends_with("expected a whole number from 0 to 65535"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bare_number_duration_suggests_a_unit() {
+        let e = err("[polling]\ninterval = 60\n");
+        assert!(e.contains("add a unit: \"60s\""), "{e}");
+    }
+
+    #[test]
+    fn bad_target_is_located() {
+        let e = err("[discovery]\ntargets = [\"10.0.0.0/24\", \"10.0.0.1/24\"]\n");
+        assert!(
+            e.starts_with("agent.toml:2:27: discovery.targets[1]:"),
+            "{e}"
+        );
+        assert!(e.contains("host bits"), "{e}");
+    }
+
+    #[test]
+    fn oversized_sweep_is_refused_with_the_way_out() {
+        let e = err("[discovery]\ntargets = [\"10.0.0.0/16\"]\n");
+        assert!(e.contains("discovery.targets[0]"), "{e}");
+        assert!(e.contains("discovery.max_prefix = 16"), "{e}");
+        let ok = "[discovery]\nmax_prefix = 16\ntargets = [\"10.0.0.0/16\"]\n";
+        parse(ok, "agent.toml").expect("allowed with max_prefix");
+    }
+
+    #[test]
+    fn semantic_errors_point_at_the_key() {
+        let text = "[[credentials]]\nname = \"a\"\nversion = \"v2c\"\ncommunity = \"x\"\n\n\
+                    [[credentials]]\nname = \"b\"\nversion = \"v3\"\nuser = \"noc\"\n\
+                    auth_protocol = \"sha\"\nauth_password = \"short\"\n";
+        let e = err(text);
+        assert!(
+            e.starts_with("agent.toml:11:1: credentials[1].auth_password:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_credential_names_are_refused() {
+        let text = "[[credentials]]\nname = \"a\"\nversion = \"v1\"\ncommunity = \"x\"\n\
+                    [[credentials]]\nname = \"a\"\nversion = \"v2c\"\ncommunity = \"y\"\n";
+        assert!(err(text).contains("used twice"));
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let e = err("[mqtt\nhost = 1\n");
+        assert!(e.starts_with("agent.toml:1:"), "{e}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let text = "[mqtt]\nusername = \"u\"\npassword = \"hunter22\"\n\
+                    [[credentials]]\nname = \"lan\"\nversion = \"v2c\"\ncommunity = \"s3cret\"\n";
+        let config = parse(text, "agent.toml").expect("valid");
+        let shown = format!(
+            "{config:?} {}",
+            serde_json::to_string(&config).unwrap_or_default()
+        );
+        assert!(
+            !shown.contains("hunter22") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        assert_eq!(
+            config.mqtt.password.as_ref().map(Secret::expose),
+            Some("hunter22")
+        );
+    }
+
+    #[test]
+    fn missing_file_says_how_to_point_at_one() {
+        let e = load(Path::new("/nonexistent/agent.toml")).expect_err("missing");
+        assert!(e.to_string().contains("--config PATH"), "{e}");
+    }
+}

@@ -1,0 +1,109 @@
+//! The daemon: wires the tasks together and owns their lifecycle.
+//!
+//! Data flows one way through bounded channels:
+//! discovery → (sweeps) → polling → (reports) → reporting.
+//! The config is shared through a `watch` channel: SIGHUP loads the file
+//! again and, only if it is valid, publishes it to every task; a broken file
+//! is refused with a logged error and the running config stays. SIGTERM and
+//! SIGINT fire the one shutdown signal; tasks finish or persist their work
+//! and the daemon exits 0 within [`SHUTDOWN_DEADLINE`].
+//!
+//! The runtime is tokio's current-thread scheduler: the agent's work is I/O
+//! bound, and one thread keeps the resident set small on a router.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::{self, Config};
+use crate::{discovery, identity, polling, report, shutdown};
+
+/// How long tasks get to finish after SIGTERM before the daemon exits anyway.
+pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
+
+/// Starts the daemon with the config at `path`; returns when it has shut down.
+pub fn run(path: PathBuf) -> anyhow::Result<()> {
+    let config = config::load(&path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(serve(path, config))
+}
+
+async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
+    let agent_id = identity::agent_id(config.agent.id.as_deref()).map_err(anyhow::Error::msg)?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let (trigger, shutdown) = shutdown::channel();
+    let (sweeps_tx, sweeps_rx) = mpsc::channel(4);
+    let (reports_tx, reports_rx) = mpsc::channel(4096);
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(report::run(
+        agent_id.clone(),
+        config_rx.clone(),
+        reports_rx,
+        shutdown.clone(),
+    ));
+    tasks.spawn(polling::run(
+        config_rx.clone(),
+        sweeps_rx,
+        reports_tx,
+        shutdown.clone(),
+    ));
+    tasks.spawn(discovery::run(config_rx, sweeps_tx, shutdown));
+    tracing::info!(agent_id = %agent_id, config = %path.display(), version = env!("CARGO_PKG_VERSION"), "cpe-agent started");
+
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reload(&path, &config_tx, &agent_id),
+            _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+            _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
+            Some(ended) = tasks.join_next() => {
+                // A task only ends early on a bug; stop everything rather than run half an agent.
+                tracing::error!(?ended, "a task ended unexpectedly; shutting down");
+                break;
+            }
+        }
+    }
+    trigger.fire();
+    let drained = tokio::time::timeout(SHUTDOWN_DEADLINE, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("tasks did not finish within {SHUTDOWN_DEADLINE:?}; exiting anyway");
+        tasks.abort_all();
+    }
+    tracing::info!("cpe-agent stopped");
+    Ok(())
+}
+
+/// SIGHUP: load the file again; keep the running config if the new one is bad.
+fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>, agent_id: &str) {
+    match config::load(path) {
+        Ok(new) => {
+            let new_id = identity::agent_id(new.agent.id.as_deref()).unwrap_or_default();
+            if new_id != agent_id {
+                tracing::error!("config reload refused: agent.id cannot change while running (restart the agent); keeping the running config");
+                return;
+            }
+            if **config_tx.borrow() == new {
+                tracing::info!("config reloaded: no changes");
+                return;
+            }
+            config_tx.send_replace(Arc::new(new));
+            tracing::info!("config reloaded");
+        }
+        Err(e) => tracing::error!("config reload refused: {e}; keeping the running config"),
+    }
+}

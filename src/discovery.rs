@@ -1,0 +1,376 @@
+//! Discovery: which SNMP devices answer on the LAN, and with which credential.
+//!
+//! A sweep expands the targets into addresses and probes each one with a GET
+//! of the system group, trying the credentials in their configured order. The
+//! first credential that gets an answer is remembered with the device so that
+//! polls never walk the list again. Probes run concurrently, bounded by
+//! `discovery.concurrency`, and each has its own timeout, so one silent or slow
+//! address never holds up the rest.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::config::{Credential, DiscoveryConfig};
+use crate::oid;
+use crate::shutdown::Shutdown;
+use crate::snmp::{Client, Oid, SnmpError, Timing, Value};
+use crate::target::TargetSpec;
+
+/// What a sweep learned about one device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    /// A stable id: see [`device_id`].
+    pub id: String,
+    pub address: IpAddr,
+    pub port: u16,
+    /// The name of the credential that answered (never the secret).
+    pub credential: String,
+    pub sys_descr: Option<String>,
+    pub sys_object_id: Option<String>,
+    pub sys_name: Option<String>,
+    pub sys_contact: Option<String>,
+    pub sys_location: Option<String>,
+    pub sys_services: Option<u64>,
+    /// sysUpTime in hundredths of a second, as read during the sweep.
+    pub sys_uptime: Option<u64>,
+}
+
+impl Device {
+    pub fn socket_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.address, self.port)
+    }
+}
+
+/// The result of one sweep.
+#[derive(Debug, Clone, Default)]
+pub struct Sweep {
+    pub devices: Vec<Device>,
+    pub probed: usize,
+    pub elapsed: Duration,
+    /// True when a shutdown cut the sweep short.
+    pub interrupted: bool,
+}
+
+const SYS_DESCR: [u64; 9] = [1, 3, 6, 1, 2, 1, 1, 1, 0];
+
+fn system_oids() -> [Oid; 7] {
+    [
+        Oid::from_arcs(&SYS_DESCR),
+        oid!(1, 3, 6, 1, 2, 1, 1, 2, 0),
+        oid!(1, 3, 6, 1, 2, 1, 1, 3, 0),
+        oid!(1, 3, 6, 1, 2, 1, 1, 4, 0),
+        oid!(1, 3, 6, 1, 2, 1, 1, 5, 0),
+        oid!(1, 3, 6, 1, 2, 1, 1, 6, 0),
+        oid!(1, 3, 6, 1, 2, 1, 1, 7, 0),
+    ]
+}
+
+/// Every address the targets cover, each once, in order. Named hosts are
+/// resolved here; a name that does not resolve is logged and skipped.
+pub async fn expand(targets: &[TargetSpec]) -> Vec<SocketAddr> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for target in targets {
+        let mut push = |addr: SocketAddr| {
+            if seen.insert(addr) {
+                out.push(addr);
+            }
+        };
+        if let Some(name) = target.host_name() {
+            match tokio::net::lookup_host((name, target.port)).await {
+                Ok(addrs) => addrs
+                    .filter(SocketAddr::is_ipv4)
+                    .take(1)
+                    .for_each(&mut push),
+                Err(e) => {
+                    tracing::warn!(target = %target, error = %e, "cannot resolve discovery target; skipping it")
+                }
+            }
+        } else {
+            target
+                .addresses()
+                .for_each(|ip| push(SocketAddr::new(IpAddr::V4(ip), target.port)));
+        }
+    }
+    out
+}
+
+/// Probes every address; returns the devices that answered, in address order.
+pub async fn sweep(
+    addresses: Vec<SocketAddr>,
+    credentials: Arc<[Credential]>,
+    settings: &DiscoveryConfig,
+    shutdown: &mut Shutdown,
+) -> Sweep {
+    let started = Instant::now();
+    let timing = Timing {
+        timeout: settings.timeout.get(),
+        retries: settings.retries,
+    };
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let mut probes = JoinSet::new();
+    let probed = addresses.len();
+    for addr in addresses {
+        let permits = Arc::clone(&permits);
+        let credentials = Arc::clone(&credentials);
+        probes.spawn(async move {
+            let _permit = permits.acquire_owned().await.ok()?;
+            probe(addr, &credentials, timing).await
+        });
+    }
+    let mut devices = Vec::new();
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            next = probes.join_next() => match next {
+                Some(Ok(Some(device))) => devices.push(device),
+                Some(Ok(None)) => {}
+                Some(Err(e)) => tracing::error!(error = %e, "a discovery probe failed unexpectedly"),
+                None => break,
+            },
+            _ = shutdown.wait() => {
+                probes.abort_all();
+                interrupted = true;
+                break;
+            }
+        }
+    }
+    devices.sort_by_key(|d| (d.address, d.port));
+    Sweep {
+        devices,
+        probed,
+        elapsed: started.elapsed(),
+        interrupted,
+    }
+}
+
+/// Tries each credential in order; the first answer wins.
+pub async fn probe(addr: SocketAddr, credentials: &[Credential], timing: Timing) -> Option<Device> {
+    for credential in credentials {
+        let mut client = Client::new(addr, credential.clone(), timing);
+        match client.get(&system_oids()).await {
+            Ok(varbinds) => return device_from_system(addr, &credential.name, &varbinds),
+            Err(SnmpError::Auth(why)) => {
+                tracing::debug!(%addr, credential = %credential.name, %why, "credential refused; trying the next");
+            }
+            Err(e) => {
+                tracing::trace!(%addr, credential = %credential.name, error = %e, "no answer");
+            }
+        }
+    }
+    None
+}
+
+fn device_from_system(
+    addr: SocketAddr,
+    credential: &str,
+    varbinds: &[(Oid, Value)],
+) -> Option<Device> {
+    let value = |index: u64| {
+        varbinds
+            .iter()
+            .find(|(oid, _)| oid.arcs().get(7) == Some(&index) && oid.arcs().len() == 9)
+            .map(|(_, v)| v)
+            .filter(|v| !v.is_exception())
+    };
+    // An agent that answers but has no system group at all is not a device we can describe.
+    if (1..=7).all(|i| value(i).is_none()) {
+        tracing::debug!(%addr, "answered without a system group; ignored");
+        return None;
+    }
+    let text = |i| value(i).and_then(Value::as_text).filter(|s| !s.is_empty());
+    Some(Device {
+        id: device_id(addr),
+        address: addr.ip(),
+        port: addr.port(),
+        credential: credential.to_string(),
+        sys_descr: text(1),
+        sys_object_id: value(2).and_then(Value::as_oid).map(Oid::to_string),
+        sys_uptime: value(3).and_then(Value::as_u64),
+        sys_contact: text(4),
+        sys_name: text(5),
+        sys_location: text(6),
+        sys_services: value(7).and_then(Value::as_u64),
+    })
+}
+
+/// The device id. Until inventory collection can read a base MAC address or a
+/// serial number, the id is the device's address and port, which is stable
+/// for statically addressed gear and DHCP reservations.
+pub fn device_id(addr: SocketAddr) -> String {
+    match addr.ip() {
+        IpAddr::V4(ip) => {
+            let [a, b, c, d] = ip.octets();
+            format!("ip-{a}-{b}-{c}-{d}-{}", addr.port())
+        }
+        IpAddr::V6(ip) => format!("ip6-{}-{}", ip.to_string().replace(':', "_"), addr.port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_from_system_reads_the_group() {
+        let addr: SocketAddr = "127.0.1.7:16100".parse().expect("addr");
+        let varbinds = vec![
+            (
+                Oid::from_arcs(&SYS_DESCR),
+                Value::OctetString(b"RouterOS RB750Gr3".to_vec()),
+            ),
+            (
+                oid!(1, 3, 6, 1, 2, 1, 1, 2, 0),
+                Value::ObjectId(oid!(1, 3, 6, 1, 4, 1, 14988, 1)),
+            ),
+            (oid!(1, 3, 6, 1, 2, 1, 1, 3, 0), Value::TimeTicks(4200)),
+            (oid!(1, 3, 6, 1, 2, 1, 1, 5, 0), Value::NoSuchInstance),
+            (oid!(1, 3, 6, 1, 2, 1, 1, 7, 0), Value::Integer(78)),
+        ];
+        let device = device_from_system(addr, "lan", &varbinds).expect("device");
+        assert_eq!(device.id, "ip-127-0-1-7-16100");
+        assert_eq!(device.sys_object_id.as_deref(), Some("1.3.6.1.4.1.14988.1"));
+        assert_eq!(device.sys_uptime, Some(4200));
+        assert_eq!(device.sys_name, None);
+        assert_eq!(device.sys_services, Some(78));
+    }
+
+    #[test]
+    fn an_agent_without_a_system_group_is_no_device() {
+        let addr: SocketAddr = "127.0.1.7:161".parse().expect("addr");
+        let varbinds = vec![(Oid::from_arcs(&SYS_DESCR), Value::NoSuchObject)];
+        assert_eq!(device_from_system(addr, "lan", &varbinds), None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn expand_dedups_in_order() {
+        let targets: Vec<TargetSpec> = ["127.0.0.1", "127.0.0.0/30", "127.0.0.2-3"]
+            .iter()
+            .map(|s| s.parse().expect("spec"))
+            .collect();
+        let addrs = expand(&targets).await;
+        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    }
+}
+
+/// The task: sweeps at start, then every `discovery.interval`, and at once
+/// when a reload changes `[discovery]` or the credentials. Each sweep's devices
+/// go to the poller.
+pub async fn run(
+    mut config: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
+    sweeps: tokio::sync::mpsc::Sender<Vec<Device>>,
+    mut shutdown: Shutdown,
+) {
+    loop {
+        let settings = config.borrow().clone();
+        let targets = sweep_targets(&settings.discovery);
+        let addresses = expand(&targets).await;
+        let credentials: Arc<[Credential]> = settings.credentials_or_default().into();
+        tracing::info!(targets = %list(&targets), addresses = addresses.len(), "discovery sweep started");
+        let result = sweep(addresses, credentials, &settings.discovery, &mut shutdown).await;
+        if result.interrupted {
+            break;
+        }
+        tracing::info!(found = result.devices.len(), probed = result.probed, elapsed = ?result.elapsed, "discovery sweep finished");
+        if sweeps.send(result.devices).await.is_err() {
+            break;
+        }
+        let next = tokio::time::sleep(settings.discovery.interval.get());
+        tokio::pin!(next);
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = &mut next => break,
+                changed = config.changed() => {
+                    if changed.is_err() { return; }
+                    let new = config.borrow().clone();
+                    if new.discovery != settings.discovery || new.credentials != settings.credentials {
+                        tracing::info!("discovery settings changed; sweeping again now");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    tracing::debug!("discovery stopped");
+}
+
+fn list(targets: &[TargetSpec]) -> String {
+    let shown: Vec<String> = targets.iter().map(ToString::to_string).collect();
+    shown.join(",")
+}
+
+/// The configured targets plus, when `lan_subnets` is on, the gateway's own LAN subnets.
+pub fn sweep_targets(settings: &DiscoveryConfig) -> Vec<TargetSpec> {
+    let mut targets = settings.targets.clone();
+    if settings.lan_subnets {
+        targets.extend(lan_subnets(settings));
+    }
+    targets
+}
+
+/// The directly attached IPv4 subnets, without loopback, the default-route
+/// (WAN) interface, excluded interfaces, and subnets larger than `max_prefix`.
+pub fn lan_subnets(settings: &DiscoveryConfig) -> Vec<TargetSpec> {
+    let wan = default_route_interfaces();
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        tracing::warn!("cannot list network interfaces; sweeping configured targets only");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for ifa in interfaces {
+        let name = ifa.interface_name.clone();
+        let flags = ifa.flags;
+        if flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
+            || !flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
+            || wan.contains(&name)
+            || settings.exclude_interfaces.contains(&name)
+        {
+            continue;
+        }
+        let (Some(addr), Some(mask)) = (
+            ifa.address
+                .as_ref()
+                .and_then(|a| a.as_sockaddr_in().map(|s| s.ip())),
+            ifa.netmask
+                .as_ref()
+                .and_then(|a| a.as_sockaddr_in().map(|s| s.ip())),
+        ) else {
+            continue;
+        };
+        let prefix = u32::from(mask).count_ones() as u8;
+        if prefix < settings.max_prefix {
+            tracing::warn!(interface = %name, prefix, max_prefix = settings.max_prefix, "LAN subnet larger than discovery.max_prefix; not sweeping it");
+            continue;
+        }
+        let network = std::net::Ipv4Addr::from(u32::from(addr) & u32::from(mask));
+        if let Ok(spec) = format!("{network}/{prefix}").parse() {
+            out.push(spec);
+        }
+    }
+    out
+}
+
+/// Interfaces that carry a default route (from /proc/net/route): the WAN side.
+fn default_route_interfaces() -> Vec<String> {
+    let Ok(table) = std::fs::read_to_string("/proc/net/route") else {
+        return Vec::new();
+    };
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let iface = fields.next()?;
+            let destination = fields.next()?;
+            (destination == "00000000").then(|| iface.to_string())
+        })
+        .collect()
+}

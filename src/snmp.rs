@@ -1,0 +1,466 @@
+//! An SNMP client for one device: the `snmp2` session plus what real networks need.
+//!
+//! `snmp2` speaks the protocol (v1/v2c/v3, BER, USM crypto) but leaves timeouts,
+//! retries and stale replies to its caller. This module adds them:
+//! - every request has a timeout and a bounded number of retries;
+//! - after a timeout, a garbled reply or a reply to an older request, the UDP
+//!   socket is replaced: otherwise a late answer to request N would be read as
+//!   the answer to request N+1, and every later request would fail the same way;
+//! - values are copied out of the session's receive buffer into [`Value`], so
+//!   callers hold results without borrowing the session.
+//!
+//! Secrets go into the session and nowhere else; errors name the credential,
+//! never its community or passphrases.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use snmp2::AsyncSession;
+
+use crate::config::{AuthProtocol, Credential, PrivProtocol, SnmpVersion};
+
+/// An object identifier, owned.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Oid(Vec<u64>);
+
+impl Oid {
+    pub fn arcs(&self) -> &[u64] {
+        &self.0
+    }
+
+    /// True when `self` lies inside the subtree rooted at `root` (or is it).
+    pub fn starts_with(&self, root: &Oid) -> bool {
+        self.0.starts_with(&root.0)
+    }
+
+    /// The arcs after `root`, e.g. the row index of a table column.
+    pub fn suffix_after(&self, root: &Oid) -> Option<&[u64]> {
+        self.starts_with(root).then(|| &self.0[root.0.len()..])
+    }
+
+    fn to_snmp2(&self) -> Result<snmp2::Oid<'static>, SnmpError> {
+        snmp2::Oid::from(&self.0).map_err(|_| SnmpError::BadOid(self.to_string()))
+    }
+
+    fn from_snmp2(oid: &snmp2::Oid<'_>) -> Option<Oid> {
+        oid.iter().map(|arcs| Oid(arcs.collect()))
+    }
+}
+
+impl FromStr for Oid {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Oid, String> {
+        let arcs: Result<Vec<u64>, _> = s
+            .trim_start_matches('.')
+            .split('.')
+            .map(str::parse)
+            .collect();
+        match arcs {
+            Ok(arcs) if arcs.len() >= 2 => Ok(Oid(arcs)),
+            _ => Err(format!("{s:?} is not a numeric OID like 1.3.6.1.2.1.1.1.0")),
+        }
+    }
+}
+
+impl fmt::Display for Oid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, arc) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "{arc}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `oid!(1, 3, 6, 1, 2, 1, 1, 1, 0)`: an [`Oid`] from literal arcs.
+#[macro_export]
+macro_rules! oid {
+    ($($arc:expr),+ $(,)?) => { $crate::snmp::Oid::from_arcs(&[$($arc),+]) };
+}
+
+impl Oid {
+    pub fn from_arcs(arcs: &[u64]) -> Oid {
+        Oid(arcs.to_vec())
+    }
+
+    /// This OID with more arcs appended.
+    pub fn child(&self, arcs: &[u64]) -> Oid {
+        let mut all = self.0.clone();
+        all.extend_from_slice(arcs);
+        Oid(all)
+    }
+}
+
+/// An SNMP value, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Integer(i64),
+    OctetString(Vec<u8>),
+    ObjectId(Oid),
+    IpAddress([u8; 4]),
+    Counter32(u32),
+    Gauge32(u32),
+    TimeTicks(u32),
+    Counter64(u64),
+    Opaque(Vec<u8>),
+    Null,
+    NoSuchObject,
+    NoSuchInstance,
+    EndOfMibView,
+    /// A type we do not use; kept so that a walk can step over it.
+    Other,
+}
+
+impl Value {
+    /// True for the three "no value here" exceptions of SNMPv2.
+    pub fn is_exception(&self) -> bool {
+        matches!(
+            self,
+            Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView
+        )
+    }
+
+    /// The value as text, for strings that devices fill with printable bytes.
+    pub fn as_text(&self) -> Option<String> {
+        match self {
+            Value::OctetString(bytes) => {
+                let text = String::from_utf8_lossy(bytes);
+                let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+                Some(text.to_string())
+            }
+            _ => None,
+        }
+    }
+
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Value::Integer(n) => u64::try_from(n).ok(),
+            Value::Counter32(n) | Value::Gauge32(n) | Value::TimeTicks(n) => Some(u64::from(n)),
+            Value::Counter64(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    pub fn as_oid(&self) -> Option<&Oid> {
+        match self {
+            Value::ObjectId(oid) => Some(oid),
+            _ => None,
+        }
+    }
+
+    fn from_snmp2(value: &snmp2::Value<'_>) -> Value {
+        use snmp2::Value as V;
+        match value {
+            V::Integer(n) => Value::Integer(*n),
+            V::Boolean(b) => Value::Integer(i64::from(*b)),
+            V::OctetString(bytes) => Value::OctetString(bytes.to_vec()),
+            V::ObjectIdentifier(oid) => Oid::from_snmp2(oid).map_or(Value::Other, Value::ObjectId),
+            V::IpAddress(ip) => Value::IpAddress(*ip),
+            V::Counter32(n) => Value::Counter32(*n),
+            V::Unsigned32(n) => Value::Gauge32(*n),
+            V::Timeticks(n) => Value::TimeTicks(*n),
+            V::Counter64(n) => Value::Counter64(*n),
+            V::Opaque(bytes) => Value::Opaque(bytes.to_vec()),
+            V::Null => Value::Null,
+            V::NoSuchObject => Value::NoSuchObject,
+            V::NoSuchInstance => Value::NoSuchInstance,
+            V::EndOfMibView => Value::EndOfMibView,
+            _ => Value::Other,
+        }
+    }
+}
+
+/// What went wrong talking to a device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SnmpError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot open a UDP socket: {0}")]
+    Socket(String),
+    #[error("the agent answered with error-status {status} at varbind {index}")]
+    ErrorStatus { status: u32, index: u32 },
+    #[error("unusable reply: {0}")]
+    BadReply(String),
+    #[error("SNMPv3 authentication failed: {0}")]
+    Auth(String),
+    #[error("invalid OID {0}")]
+    BadOid(String),
+}
+
+impl SnmpError {
+    /// True when the device said something: it is alive, even if unhelpful.
+    pub fn device_answered(&self) -> bool {
+        matches!(self, SnmpError::ErrorStatus { .. } | SnmpError::Auth(_))
+    }
+}
+
+/// Request timing for one device.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub timeout: Duration,
+    pub retries: u32,
+}
+
+/// Replies that were dropped as unusable, across all clients (for the agent's own health).
+pub static BAD_REPLIES: AtomicU64 = AtomicU64::new(0);
+
+/// A client for one device with one credential.
+pub struct Client {
+    addr: SocketAddr,
+    credential: Credential,
+    timing: Timing,
+    session: Option<AsyncSession>,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr, credential: Credential, timing: Timing) -> Client {
+        Client {
+            addr,
+            credential,
+            timing,
+            session: None,
+        }
+    }
+
+    pub fn credential_name(&self) -> &str {
+        &self.credential.name
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// GET several OIDs in one request. Missing objects come back as exceptions.
+    pub async fn get(&mut self, oids: &[Oid]) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        let oids = oids.iter().map(Oid::to_snmp2).collect::<Result<_, _>>()?;
+        self.with_retries(&Request::Get(oids)).await
+    }
+
+    /// GETNEXT from one OID.
+    pub async fn get_next(&mut self, oid: &Oid) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        self.with_retries(&Request::GetNext(oid.to_snmp2()?)).await
+    }
+
+    /// GETBULK from one OID (v2c/v3 only).
+    pub async fn get_bulk(
+        &mut self,
+        oid: &Oid,
+        max_repetitions: u32,
+    ) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        self.with_retries(&Request::GetBulk(oid.to_snmp2()?, max_repetitions))
+            .await
+    }
+
+    /// Runs one request with the timeout and retries; a failed attempt drops
+    /// the session so the next one starts on a fresh socket.
+    async fn with_retries(&mut self, request: &Request) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        let timeout = self.timing.timeout;
+        let mut last = SnmpError::Timeout(timeout);
+        for _attempt in 0..=self.timing.retries {
+            if self.session.is_none() {
+                match tokio::time::timeout(timeout, open(self.addr, &self.credential)).await {
+                    Ok(Ok(session)) => self.session = Some(session),
+                    Ok(Err(e)) if e.device_answered() => return Err(e),
+                    Ok(Err(e)) => {
+                        last = e;
+                        continue;
+                    }
+                    Err(_) => {
+                        last = SnmpError::Timeout(timeout);
+                        continue;
+                    }
+                }
+            }
+            let Some(session) = self.session.as_mut() else {
+                continue;
+            };
+            match tokio::time::timeout(timeout, request.send(session)).await {
+                Ok(Ok(varbinds)) => return Ok(varbinds),
+                Ok(Err(e @ SnmpError::ErrorStatus { .. })) => return Err(e),
+                Ok(Err(e)) => {
+                    if matches!(e, SnmpError::BadReply(_)) {
+                        BAD_REPLIES.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.session = None;
+                    last = e;
+                }
+                Err(_) => {
+                    self.session = None;
+                    last = SnmpError::Timeout(timeout);
+                }
+            }
+        }
+        Err(last)
+    }
+}
+
+/// One request, kept so that a retry sends the same thing again.
+enum Request {
+    Get(Vec<snmp2::Oid<'static>>),
+    GetNext(snmp2::Oid<'static>),
+    GetBulk(snmp2::Oid<'static>, u32),
+}
+
+impl Request {
+    async fn send(&self, session: &mut AsyncSession) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        let pdu = match self {
+            Request::Get(oids) => {
+                let refs: Vec<&snmp2::Oid<'_>> = oids.iter().collect();
+                session.get_many(&refs).await
+            }
+            Request::GetNext(oid) => session.getnext(oid).await,
+            Request::GetBulk(oid, max_repetitions) => {
+                session.getbulk(&[oid], 0, *max_repetitions).await
+            }
+        };
+        collect(&pdu.map_err(map_error)?)
+    }
+}
+
+/// Opens a session; for v3 this includes engine discovery and a first
+/// authenticated exchange, so a wrong passphrase fails here.
+async fn open(addr: SocketAddr, credential: &Credential) -> Result<AsyncSession, SnmpError> {
+    let request_id = initial_request_id();
+    let socket_error = |e: std::io::Error| SnmpError::Socket(e.to_string());
+    let secret = |s: &Option<crate::config::Secret>| {
+        s.as_ref()
+            .map(|s| s.expose().as_bytes().to_vec())
+            .unwrap_or_default()
+    };
+    match credential.version {
+        SnmpVersion::V1 => AsyncSession::new_v1(addr, &secret(&credential.community), request_id)
+            .await
+            .map_err(socket_error),
+        SnmpVersion::V2c => AsyncSession::new_v2c(addr, &secret(&credential.community), request_id)
+            .await
+            .map_err(socket_error),
+        SnmpVersion::V3 => {
+            let user = credential.user.as_deref().unwrap_or_default().as_bytes();
+            let mut security = snmp2::v3::Security::new(user, &secret(&credential.auth_password));
+            security = match (credential.auth_protocol, credential.priv_protocol) {
+                (None, _) => security.with_auth(snmp2::v3::Auth::NoAuthNoPriv),
+                (Some(auth), None) => security
+                    .with_auth_protocol(auth_protocol(auth))
+                    .with_auth(snmp2::v3::Auth::AuthNoPriv),
+                (Some(auth), Some(privacy)) => security
+                    .with_auth_protocol(auth_protocol(auth))
+                    .with_auth(snmp2::v3::Auth::AuthPriv {
+                        cipher: cipher(privacy),
+                        privacy_password: secret(&credential.priv_password),
+                    }),
+            };
+            let mut session = AsyncSession::new_v3(addr, request_id, security)
+                .await
+                .map_err(socket_error)?;
+            session.init().await.map_err(map_error)?;
+            Ok(session)
+        }
+    }
+}
+
+fn auth_protocol(p: AuthProtocol) -> snmp2::v3::AuthProtocol {
+    use snmp2::v3::AuthProtocol as A;
+    match p {
+        AuthProtocol::Md5 => A::Md5,
+        AuthProtocol::Sha => A::Sha1,
+        AuthProtocol::Sha224 => A::Sha224,
+        AuthProtocol::Sha256 => A::Sha256,
+        AuthProtocol::Sha384 => A::Sha384,
+        AuthProtocol::Sha512 => A::Sha512,
+    }
+}
+
+fn cipher(p: PrivProtocol) -> snmp2::v3::Cipher {
+    use snmp2::v3::Cipher as C;
+    match p {
+        PrivProtocol::Des => C::Des,
+        PrivProtocol::Aes => C::Aes128,
+        PrivProtocol::Aes192 => C::Aes192,
+        PrivProtocol::Aes256 => C::Aes256,
+    }
+}
+
+/// Request ids start somewhere unpredictable so that two agents (or a restart)
+/// do not reuse each other's ids towards the same device.
+fn initial_request_id() -> i32 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let mixed = u64::from(nanos) ^ COUNTER.fetch_add(0x9e37_79b9, Ordering::Relaxed);
+    (mixed & 0x3fff_ffff) as i32
+}
+
+fn map_error(e: snmp2::Error) -> SnmpError {
+    match e {
+        snmp2::Error::Send | snmp2::Error::Receive => SnmpError::Socket(format!("{e:?}")),
+        snmp2::Error::AuthFailure(kind) => SnmpError::Auth(format!("{kind:?}")),
+        other => SnmpError::BadReply(format!("{other:?}")),
+    }
+}
+
+fn collect(pdu: &snmp2::Pdu<'_>) -> Result<Vec<(Oid, Value)>, SnmpError> {
+    if pdu.error_status != 0 {
+        return Err(SnmpError::ErrorStatus {
+            status: pdu.error_status,
+            index: pdu.error_index,
+        });
+    }
+    pdu.varbinds
+        .clone()
+        .map(|(oid, value)| {
+            let oid = Oid::from_snmp2(&oid)
+                .ok_or_else(|| SnmpError::BadReply("an OID that does not decode".into()))?;
+            Ok((oid, Value::from_snmp2(&value)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oids_parse_print_and_nest() {
+        let root: Oid = "1.3.6.1.2.1.2.2.1.2".parse().expect("valid");
+        let cell = root.child(&[7]);
+        assert_eq!(cell.to_string(), "1.3.6.1.2.1.2.2.1.2.7");
+        assert_eq!(cell.suffix_after(&root), Some(&[7u64][..]));
+        assert!(".1.3.6".parse::<Oid>().is_ok());
+        assert!("1.3.x".parse::<Oid>().is_err());
+        assert!(oid!(1, 3, 6, 1, 2, 1, 2, 2, 1, 10) > oid!(1, 3, 6, 1, 2, 1, 2, 2, 1, 9));
+    }
+
+    #[test]
+    fn text_values_are_trimmed_of_padding() {
+        let v = Value::OctetString(b"RB750Gr3\0\0 ".to_vec());
+        assert_eq!(v.as_text().as_deref(), Some("RB750Gr3"));
+        assert_eq!(Value::Counter64(5).as_u64(), Some(5));
+        assert_eq!(Value::Integer(-1).as_u64(), None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn silent_host_times_out_after_retries() {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = socket.local_addr().expect("addr");
+        let timing = Timing {
+            timeout: Duration::from_millis(50),
+            retries: 1,
+        };
+        let mut client = Client::new(addr, Credential::default_public(), timing);
+        let started = std::time::Instant::now();
+        let err = client
+            .get(&[oid!(1, 3, 6, 1, 2, 1, 1, 1, 0)])
+            .await
+            .expect_err("silent");
+        assert_eq!(err, SnmpError::Timeout(timing.timeout));
+        assert!(started.elapsed() >= Duration::from_millis(100));
+        drop(socket);
+    }
+}
