@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The agent's main job, end to end, on this machine:
+# a local MQTT broker, three simulated LAN devices on loopback addresses, and
+# `cpe-agent run` discovering, polling and reporting them. The MQTT messages
+# are shown as they arrive until Ctrl-C; then everything started here stops.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_rust
+ensure_packages mosquitto:mosquitto mosquitto_sub:mosquitto-clients snmpsimd:snmpsim snmpget:snmp snmpd:snmpd ss:iproute2
+
+echo "==> building cpe-agent" >&2
+cargo build --quiet --bin cpe-agent
+agent=target/debug/cpe-agent
+
+work=$(mktemp -d /tmp/cpe-agent-demo.XXXXXX)
+pids=()
+cleanup() {
+    trap - EXIT INT TERM
+    echo >&2
+    echo "==> stopping the demo" >&2
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+broker_port=$(free_port tcp)
+snmp_port=$(free_port udp)
+
+# The broker: our own config, loopback only.
+cat > "$work/mosquitto.conf" <<CONF
+listener $broker_port 127.0.0.1
+allow_anonymous true
+persistence false
+log_dest file $work/mosquitto.log
+user root
+CONF
+mosquitto -c "$work/mosquitto.conf" & pids+=($!)
+
+# The simulated LAN: each recording on its own address, community "public".
+mkdir -p "$work/snmp/data/public" "$work/snmp/cache"
+endpoints=()
+n=0
+for rec in tests/data/docsis-modem.snmprec tests/data/ip-pbx.snmprec tests/data/soho-router.snmprec; do
+    cp "$rec" "$work/snmp/data/public/1.3.6.1.6.1.1.$n.snmprec"
+    n=$((n + 1))
+    endpoints+=("--agent-udpv4-endpoint=127.0.1.$n:$snmp_port")
+done
+chmod -R a+rwX "$work/snmp"
+chmod a+x "$work"
+user_args=()
+[ "$(id -u)" -eq 0 ] && user_args=(--process-user=nobody --process-group=nogroup)
+snmpsimd --v2c-arch --data-dir="$work/snmp/data" --cache-dir="$work/snmp/cache" \
+    "${endpoints[@]}" "${user_args[@]}" >"$work/snmpsimd.log" 2>&1 & pids+=($!)
+
+echo "==> waiting for the broker (127.0.0.1:$broker_port) and 3 devices (127.0.1.1-3:$snmp_port)" >&2
+for _ in $(seq 1 100); do
+    if mosquitto_pub -h 127.0.0.1 -p "$broker_port" -t demo/probe -m x 2>/dev/null &&
+        snmpget -v2c -c public -t 0.3 -r 0 "127.0.1.$n:$snmp_port" 1.3.6.1.2.1.1.5.0 >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
+    sleep 0.2
+done
+[ "${ready:-}" = 1 ] || { echo "the broker or snmpsimd did not start; logs in $work" >&2; cat "$work"/*.log >&2; exit 1; }
+
+cat > "$work/agent.toml" <<CONF
+[agent]
+id = "demo-gateway"
+
+[mqtt]
+host = "127.0.0.1"
+port = $broker_port
+
+[discovery]
+lan_subnets = false
+targets = ["127.0.1.1-127.0.1.$n:$snmp_port"]
+timeout = "500ms"
+
+[[credentials]]
+name = "lan-public"
+version = "v2c"
+community = "public"
+
+[polling]
+interval = "10s"
+
+[storage]
+state_dir = "$work/state"
+CONF
+
+echo "==> MQTT messages on cpe/v1/# (Ctrl-C to stop)" >&2
+mosquitto_sub -h 127.0.0.1 -p "$broker_port" -v -t 'cpe/v1/#' & pids+=($!)
+sleep 0.3
+"$agent" run --config "$work/agent.toml" & pids+=($!)
+wait "${pids[-1]}"

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit tests, and the integration
+# tests that start real mosquitto, snmpsimd and snmpd on loopback.
+# Installs what is missing first (Debian/Ubuntu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+ensure_rust
+ensure_packages mosquitto:mosquitto mosquitto_sub:mosquitto-clients snmpsimd:snmpsim snmpget:snmp snmpd:snmpd ss:iproute2
+
+echo "==> cargo fmt --check" >&2
+cargo fmt --check
+echo "==> cargo clippy --all-targets -- -D warnings" >&2
+cargo clippy --quiet --all-targets -- -D warnings
+echo "==> cargo test" >&2
+cargo test --all-targets
