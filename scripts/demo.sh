@@ -16,10 +16,17 @@ agent=target/debug/cpe-agent
 
 work=$(mktemp -d /tmp/cpe-agent-demo.XXXXXX)
 pids=()
+agent_pid=""
 cleanup() {
     trap - EXIT INT TERM
     echo >&2
     echo "==> stopping the demo" >&2
+    # The agent first, so that its "offline" status still reaches the subscriber.
+    if [ -n "$agent_pid" ]; then
+        kill -TERM "$agent_pid" 2>/dev/null || true
+        wait "$agent_pid" 2>/dev/null || true
+        sleep 0.3
+    fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$work"
@@ -37,7 +44,9 @@ persistence false
 log_dest file $work/mosquitto.log
 user root
 CONF
-mosquitto -c "$work/mosquitto.conf" & pids+=($!)
+# Helpers run in their own sessions (setsid): Ctrl-C reaches only the agent,
+# which then says goodbye to a broker and subscriber that are still there.
+setsid mosquitto -c "$work/mosquitto.conf" 2>>"$work/mosquitto.log" & pids+=($!)
 
 # The simulated LAN: each recording on its own address, community "public".
 mkdir -p "$work/snmp/data/public" "$work/snmp/cache"
@@ -52,7 +61,7 @@ chmod -R a+rwX "$work/snmp"
 chmod a+x "$work"
 user_args=()
 [ "$(id -u)" -eq 0 ] && user_args=(--process-user=nobody --process-group=nogroup)
-snmpsimd --v2c-arch --data-dir="$work/snmp/data" --cache-dir="$work/snmp/cache" \
+setsid snmpsimd --v2c-arch --data-dir="$work/snmp/data" --cache-dir="$work/snmp/cache" \
     "${endpoints[@]}" "${user_args[@]}" >"$work/snmpsimd.log" 2>&1 & pids+=($!)
 
 echo "==> waiting for the broker (127.0.0.1:$broker_port) and 3 devices (127.0.1.1-3:$snmp_port)" >&2
@@ -92,7 +101,7 @@ state_dir = "$work/state"
 CONF
 
 echo "==> MQTT messages on cpe/v1/# (Ctrl-C to stop)" >&2
-mosquitto_sub -h 127.0.0.1 -p "$broker_port" -v -t 'cpe/v1/#' & pids+=($!)
+setsid mosquitto_sub -h 127.0.0.1 -p "$broker_port" -v -t 'cpe/v1/#' & pids+=($!)
 sleep 0.3
-"$agent" run --config "$work/agent.toml" & pids+=($!)
-wait "${pids[-1]}"
+"$agent" run --config "$work/agent.toml" & agent_pid=$!
+wait "$agent_pid" || true
