@@ -213,53 +213,6 @@ pub fn device_id(addr: SocketAddr) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn device_from_system_reads_the_group() {
-        let addr: SocketAddr = "127.0.1.7:16100".parse().expect("addr");
-        let varbinds = vec![
-            (
-                Oid::from_arcs(&SYS_DESCR),
-                Value::OctetString(b"RouterOS RB750Gr3".to_vec()),
-            ),
-            (
-                oid!(1, 3, 6, 1, 2, 1, 1, 2, 0),
-                Value::ObjectId(oid!(1, 3, 6, 1, 4, 1, 14988, 1)),
-            ),
-            (oid!(1, 3, 6, 1, 2, 1, 1, 3, 0), Value::TimeTicks(4200)),
-            (oid!(1, 3, 6, 1, 2, 1, 1, 5, 0), Value::NoSuchInstance),
-            (oid!(1, 3, 6, 1, 2, 1, 1, 7, 0), Value::Integer(78)),
-        ];
-        let device = device_from_system(addr, "lan", &varbinds).expect("device");
-        assert_eq!(device.id, "ip-127-0-1-7-16100");
-        assert_eq!(device.sys_object_id.as_deref(), Some("1.3.6.1.4.1.14988.1"));
-        assert_eq!(device.sys_uptime, Some(4200));
-        assert_eq!(device.sys_name, None);
-        assert_eq!(device.sys_services, Some(78));
-    }
-
-    #[test]
-    fn an_agent_without_a_system_group_is_no_device() {
-        let addr: SocketAddr = "127.0.1.7:161".parse().expect("addr");
-        let varbinds = vec![(Oid::from_arcs(&SYS_DESCR), Value::NoSuchObject)];
-        assert_eq!(device_from_system(addr, "lan", &varbinds), None);
-    }
-
-    #[tokio::test(flavor = "current_thread")]
-    async fn expand_dedups_in_order() {
-        let targets: Vec<TargetSpec> = ["127.0.0.1", "127.0.0.0/30", "127.0.0.2-3"]
-            .iter()
-            .map(|s| s.parse().expect("spec"))
-            .collect();
-        let addrs = expand(&targets).await;
-        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-        assert_eq!(shown, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
-    }
-}
-
 /// The task: sweeps at start, then every `discovery.interval`, and at once
 /// when a reload changes `[discovery]` or the credentials. Each sweep's devices
 /// go to the poller.
@@ -373,4 +326,51 @@ fn default_route_interfaces() -> Vec<String> {
             (destination == "00000000").then(|| iface.to_string())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_from_system_reads_the_group() {
+        let addr: SocketAddr = "127.0.1.7:16100".parse().expect("addr");
+        let varbinds = vec![
+            (
+                Oid::from_arcs(&SYS_DESCR),
+                Value::OctetString(b"RouterOS RB750Gr3".to_vec()),
+            ),
+            (
+                oid!(1, 3, 6, 1, 2, 1, 1, 2, 0),
+                Value::ObjectId(oid!(1, 3, 6, 1, 4, 1, 14988, 1)),
+            ),
+            (oid!(1, 3, 6, 1, 2, 1, 1, 3, 0), Value::TimeTicks(4200)),
+            (oid!(1, 3, 6, 1, 2, 1, 1, 5, 0), Value::NoSuchInstance),
+            (oid!(1, 3, 6, 1, 2, 1, 1, 7, 0), Value::Integer(78)),
+        ];
+        let device = device_from_system(addr, "lan", &varbinds).expect("device");
+        assert_eq!(device.id, "ip-127-0-1-7-16100");
+        assert_eq!(device.sys_object_id.as_deref(), Some("1.3.6.1.4.1.14988.1"));
+        assert_eq!(device.sys_uptime, Some(4200));
+        assert_eq!(device.sys_name, None);
+        assert_eq!(device.sys_services, Some(78));
+    }
+
+    #[test]
+    fn an_agent_without_a_system_group_is_no_device() {
+        let addr: SocketAddr = "127.0.1.7:161".parse().expect("addr");
+        let varbinds = vec![(Oid::from_arcs(&SYS_DESCR), Value::NoSuchObject)];
+        assert_eq!(device_from_system(addr, "lan", &varbinds), None);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn expand_dedups_in_order() {
+        let targets: Vec<TargetSpec> = ["127.0.0.1", "127.0.0.0/30", "127.0.0.2-3"]
+            .iter()
+            .map(|s| s.parse().expect("spec"))
+            .collect();
+        let addrs = expand(&targets).await;
+        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    }
 }

@@ -470,9 +470,11 @@ mod tests {
 
     #[test]
     fn credentials_never_reach_a_payload() {
-        let mut mqtt = MqttConfig::default();
-        mqtt.username = Some("u".into());
-        mqtt.password = Some(crate::config::Secret::new("hunter22"));
+        let mqtt = MqttConfig {
+            username: Some("u".into()),
+            password: Some(crate::config::Secret::new("hunter22")),
+            ..MqttConfig::default()
+        };
         let c = Contract::new("gw-1", &mqtt);
         let all = format!(
             "{:?}",
