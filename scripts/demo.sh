@@ -33,6 +33,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# net-snmp's client tools keep state; keep theirs inside the demo's folder.
+export SNMP_PERSISTENT_DIR="$work/snmp-state" MIBS=""
 broker_port=$(free_port tcp)
 snmp_port=$(free_port udp)
 

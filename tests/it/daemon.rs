@@ -1,0 +1,171 @@
+//! The daemon's lifecycle against a real broker and simulated devices:
+//! start, report, reload on SIGHUP (refusing a broken file), exit on SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::agent::Daemon;
+use crate::support::mosquitto::{Message, Mosquitto};
+use crate::support::snmpsim::SnmpSim;
+use crate::support::{self, project_data_dir};
+
+const AGENT_ID: &str = "it-gateway";
+
+struct Lab {
+    broker: Mosquitto,
+    sim: SnmpSim,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    /// A broker and the project's modem and router on 127.0.1.{first,first+1}.
+    fn start(first_host: u8) -> Lab {
+        let recordings = [
+            project_data_dir().join("docsis-modem.snmprec"),
+            project_data_dir().join("soho-router.snmprec"),
+        ];
+        Lab {
+            broker: Mosquitto::start(),
+            sim: SnmpSim::start_lan(&recordings, "127.0.1", first_host),
+            dir: support::temp_dir("daemon"),
+        }
+    }
+
+    fn config(&self, polling_interval: &str) -> String {
+        let addrs = self.sim.endpoints();
+        let first = addrs.first().expect("a device").ip();
+        let last = addrs.last().expect("a device").ip();
+        format!(
+            "[agent]\nid = \"{AGENT_ID}\"\n\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\n\
+             [discovery]\nlan_subnets = false\ntargets = [\"{first}-{last}:{}\"]\ntimeout = \"300ms\"\n\n\
+             [polling]\ninterval = \"{polling_interval}\"\ntimeout = \"500ms\"\n\n\
+             [storage]\nstate_dir = \"{}\"\n",
+            self.broker.port(),
+            self.sim.port(),
+            self.dir.path().join("state").display(),
+        )
+    }
+
+    fn write_config(&self, text: &str) -> PathBuf {
+        let path = self.dir.path().join("agent.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    fn daemon(&self, config: &Path) -> Daemon {
+        Daemon::start(config, self.dir.path().join("agent.log"))
+    }
+}
+
+fn is(message: &Message, leaf: &str) -> bool {
+    message.topic.starts_with(&format!("cpe/v1/{AGENT_ID}/")) && message.topic.ends_with(leaf)
+}
+
+#[test]
+fn daemon_reports_reloads_and_shuts_down_cleanly() {
+    let lab = Lab::start(31);
+    let mut sub = lab.broker.subscribe(&format!("cpe/v1/{AGENT_ID}/#"));
+    let config = lab.write_config(&lab.config("1s"));
+    let mut daemon = lab.daemon(&config);
+
+    // Birth, then inventory for both devices, then health.
+    let birth = sub.expect_message(Duration::from_secs(10), |m| is(m, "/status"));
+    assert_eq!(birth.json()["state"], "online");
+    assert_eq!(birth.json()["agent_id"], AGENT_ID);
+    let mut inventories = std::collections::BTreeSet::new();
+    let mut healthy = std::collections::BTreeSet::new();
+    let seen = sub.messages_until(Duration::from_secs(15), |m| {
+        if is(m, "/inventory") {
+            inventories.insert(m.topic.clone());
+        }
+        if is(m, "/health") && m.json()["reachable"] == true {
+            healthy.insert(m.json()["device_id"].to_string());
+        }
+        inventories.len() == 2 && healthy.len() == 2
+    });
+    assert_eq!((inventories.len(), healthy.len()), (2, 2), "got {seen:?}");
+
+    // A valid change is taken on SIGHUP.
+    lab.write_config(&lab.config("2s"));
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_log("config reloaded", 1, Duration::from_secs(5));
+
+    // A broken file is refused with its location, and the agent runs on.
+    lab.write_config(
+        &lab.config("2s")
+            .replace("interval = \"2s\"", "interval = \"soon\""),
+    );
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_log("config reload refused", 1, Duration::from_secs(5));
+    assert!(
+        daemon.log().contains("agent.toml:14:12: polling.interval"),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.is_running());
+    let after = Instant::now();
+    sub.expect_message(Duration::from_secs(10), |m| is(m, "/health"));
+    assert!(after.elapsed() < Duration::from_secs(10));
+
+    // SIGTERM: offline published, exit 0 within 5 s.
+    let stopping = Instant::now();
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon
+        .wait_exit(Duration::from_secs(5))
+        .expect("the agent exits within 5 s of SIGTERM");
+    assert!(status.success(), "exit status {status}:\n{}", daemon.log());
+    assert!(stopping.elapsed() < Duration::from_secs(5));
+    let offline = sub.expect_message(Duration::from_secs(5), |m| {
+        is(m, "/status") && m.json()["state"] == "offline"
+    });
+    assert_eq!(offline.json()["agent_id"], AGENT_ID);
+}
+
+#[test]
+fn sigkill_leaves_the_last_will_offline() {
+    let lab = Lab::start(41);
+    let mut sub = lab.broker.subscribe(&format!("cpe/v1/{AGENT_ID}/status"));
+    let config = lab.write_config(&lab.config("5s"));
+    let mut daemon = lab.daemon(&config);
+    sub.expect_message(Duration::from_secs(10), |m| m.json()["state"] == "online");
+    daemon.signal(Signal::SIGKILL);
+    daemon.wait_exit(Duration::from_secs(5)).expect("killed");
+    sub.expect_message(Duration::from_secs(10), |m| m.json()["state"] == "offline");
+    // A NOC dashboard that connects later sees the retained offline status.
+    let mut late = lab.broker.subscribe(&format!("cpe/v1/{AGENT_ID}/status"));
+    let retained = late.expect_message(Duration::from_secs(5), |m| m.retained);
+    assert_eq!(retained.json()["state"], "offline");
+}
+
+#[test]
+fn sigterm_exits_promptly_even_without_a_broker() {
+    let lab = Lab::start(51);
+    let text = lab.config("5s").replace(
+        &format!("port = {}", lab.broker.port()),
+        &format!("port = {}", support::free_tcp_port()),
+    );
+    let config = lab.write_config(&text);
+    let mut daemon = lab.daemon(&config);
+    daemon.wait_log("cannot reach the broker", 1, Duration::from_secs(10));
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits within 5 s");
+    assert!(status.success(), "{status}:\n{}", daemon.log());
+}
+
+#[test]
+fn an_invalid_config_at_start_is_refused_with_its_location() {
+    let dir = support::temp_dir("daemon-bad");
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, "[mqtt]\nhots = \"x\"\n").expect("write");
+    let out = crate::agent::run(&["run", "--config", path.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("agent.toml:2:1: mqtt") && err.contains("unknown field `hots`"),
+        "{err}"
+    );
+}

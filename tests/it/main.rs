@@ -1,0 +1,13 @@
+//! Integration tests: one binary so the crate is linked once.
+//!
+//! Every test here drives real components (mosquitto, snmpsimd, snmpd) that
+//! `support` starts on loopback and stops on drop.
+
+#[path = "../support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
+mod agent;
+mod cli;
+mod daemon;
+mod harness;
