@@ -256,6 +256,41 @@ impl Client {
             .await
     }
 
+    /// GETNEXT of several OIDs at once, one answer per OID in order: a GETBULK
+    /// with every OID a non-repeater (v2c/v3), or one GETNEXT per OID for v1
+    /// and for agents that mishandle that GETBULK. An OID past the end of the
+    /// agent's MIB answers `EndOfMibView`.
+    pub async fn get_next_many(&mut self, oids: &[Oid]) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        if self.credential.version != SnmpVersion::V1 && !oids.is_empty() {
+            let wanted = oids
+                .iter()
+                .map(Oid::to_snmp2)
+                .collect::<Result<Vec<_>, _>>()?;
+            let count = u32::try_from(wanted.len()).unwrap_or(u32::MAX);
+            match self
+                .with_retries(&Request::GetBulkMany(wanted, count))
+                .await
+            {
+                Ok(answers) if answers.len() == oids.len() => return Ok(answers),
+                Ok(_) | Err(SnmpError::ErrorStatus { .. } | SnmpError::BadReply(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut answers = Vec::with_capacity(oids.len());
+        for oid in oids {
+            match self.get_next(oid).await {
+                Ok(mut varbinds) if !varbinds.is_empty() => answers.push(varbinds.swap_remove(0)),
+                Ok(_) => answers.push((oid.clone(), Value::EndOfMibView)),
+                // v1 says noSuchName (2) past the end of its MIB.
+                Err(SnmpError::ErrorStatus { status: 2, .. }) => {
+                    answers.push((oid.clone(), Value::EndOfMibView))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(answers)
+    }
+
     /// Runs one request with the timeout and retries; a failed attempt drops
     /// the session so the next one starts on a fresh socket.
     async fn with_retries(&mut self, request: &Request) -> Result<Vec<(Oid, Value)>, SnmpError> {
@@ -304,6 +339,8 @@ enum Request {
     Get(Vec<snmp2::Oid<'static>>),
     GetNext(snmp2::Oid<'static>),
     GetBulk(snmp2::Oid<'static>, u32),
+    /// Several OIDs, all non-repeaters: a multi-varbind GETNEXT.
+    GetBulkMany(Vec<snmp2::Oid<'static>>, u32),
 }
 
 impl Request {
@@ -316,6 +353,10 @@ impl Request {
             Request::GetNext(oid) => session.getnext(oid).await,
             Request::GetBulk(oid, max_repetitions) => {
                 session.getbulk(&[oid], 0, *max_repetitions).await
+            }
+            Request::GetBulkMany(oids, non_repeaters) => {
+                let refs: Vec<&snmp2::Oid<'_>> = oids.iter().collect();
+                session.getbulk(&refs, *non_repeaters, 0).await
             }
         };
         collect(&pdu.map_err(map_error)?)
