@@ -66,6 +66,9 @@ pub struct DiscoverArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Show which rule classified each device, and on what evidence.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 #[derive(Debug, Args)]
@@ -135,13 +138,24 @@ fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
         let targets = discovery::sweep_targets(&config.discovery);
         let addresses = discovery::expand(&targets).await;
         let credentials: Arc<[config::Credential]> = config.credentials_or_default().into();
+        let rules = Arc::new(config.rules());
         let (_trigger, mut shutdown) = crate::shutdown::channel();
-        discovery::sweep(addresses, credentials, &config.discovery, &mut shutdown).await
+        discovery::sweep(
+            addresses,
+            credentials,
+            rules,
+            &config.discovery,
+            &mut shutdown,
+        )
+        .await
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&sweep.devices)?);
     } else {
         print!("{}", table(&sweep.devices));
+        if args.explain {
+            print!("{}", explain(&sweep.devices));
+        }
         println!(
             "{} device(s) found among {} address(es) in {:.1}s",
             sweep.devices.len(),
@@ -155,35 +169,25 @@ fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
 /// A plain aligned table of the devices.
 pub fn table(devices: &[Device]) -> String {
     let header = [
-        "ADDRESS",
-        "NAME",
-        "SYS-OBJECT-ID",
-        "CREDENTIAL",
-        "ID",
-        "DESCRIPTION",
+        "ADDRESS", "KIND", "VENDOR", "MODEL", "FIRMWARE", "IFACES", "ID",
     ];
-    let rows: Vec<[String; 6]> = devices
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    let rows: Vec<Vec<String>> = devices
         .iter()
         .map(|d| {
-            let descr: String = d
-                .sys_descr
-                .as_deref()
-                .unwrap_or("-")
-                .replace(['\r', '\n'], " ")
-                .chars()
-                .take(50)
-                .collect();
-            [
+            let c = &d.inventory.classification;
+            vec![
                 d.socket_addr().to_string(),
-                d.sys_name.clone().unwrap_or_else(|| "-".into()),
-                d.sys_object_id.clone().unwrap_or_else(|| "-".into()),
-                d.credential.clone(),
+                c.kind.to_string(),
+                dash(&c.vendor),
+                clip(&dash(&c.model), 32),
+                clip(&dash(&c.firmware), 24),
+                d.inventory.interfaces.len().to_string(),
                 d.id.clone(),
-                descr,
             ]
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -193,7 +197,7 @@ pub fn table(devices: &[Device]) -> String {
     let mut line = |cells: Vec<&str>| {
         let padded: Vec<String> = cells
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
         out.push_str(padded.join("  ").trim_end());
@@ -204,4 +208,41 @@ pub fn table(devices: &[Device]) -> String {
         line(row.iter().map(String::as_str).collect());
     }
     out
+}
+
+/// Per device: the rule that decided its kind, and the evidence.
+pub fn explain(devices: &[Device]) -> String {
+    let mut out = String::new();
+    for d in devices {
+        let c = &d.inventory.classification;
+        out.push_str(&format!(
+            "\n{} ({}): kind {} by rule {}\n",
+            d.socket_addr(),
+            d.id,
+            c.kind,
+            c.rule
+        ));
+        for reason in &c.evidence {
+            out.push_str(&format!("  - {reason}\n"));
+        }
+        let subtrees: Vec<&str> = d.inventory.subtrees.iter().map(String::as_str).collect();
+        out.push_str(&format!(
+            "  subtrees: {}\n",
+            if subtrees.is_empty() {
+                "-".to_string()
+            } else {
+                subtrees.join(", ")
+            }
+        ));
+    }
+    out
+}
+
+fn clip(text: &str, max: usize) -> String {
+    let flat = text.replace(['\r', '\n'], " ");
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let kept: String = flat.chars().take(max.saturating_sub(1)).collect();
+    format!("{kept}…")
 }

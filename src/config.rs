@@ -42,6 +42,9 @@ pub struct Config {
     pub polling: PollingConfig,
     pub storage: StorageConfig,
     pub provisioning: ProvisioningConfig,
+    /// The text of `discovery.rules_file`, read and checked when the config is loaded.
+    #[serde(skip)]
+    pub operator_rules: Option<String>,
 }
 
 /// `[agent]`: who this agent is.
@@ -123,6 +126,8 @@ pub struct DiscoveryConfig {
     /// Per-request timeout, and retries after it.
     pub timeout: HumanDuration,
     pub retries: u32,
+    /// Classification rules of the operator's, tried before the built-in ones.
+    pub rules_file: Option<PathBuf>,
 }
 
 impl Default for DiscoveryConfig {
@@ -136,6 +141,7 @@ impl Default for DiscoveryConfig {
             concurrency: 32,
             timeout: HumanDuration(Duration::from_secs(1)),
             retries: 1,
+            rules_file: None,
         }
     }
 }
@@ -373,7 +379,29 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             e.utf8_error().valid_up_to()
         ))
     })?;
-    parse(&text, &file)
+    let mut config = parse(&text, &file)?;
+    if let Some(rules_file) = config.discovery.rules_file.clone() {
+        config.operator_rules = Some(load_rules_file(&rules_file)?);
+    }
+    Ok(config)
+}
+
+/// Reads and checks the operator's classification rules.
+fn load_rules_file(path: &Path) -> Result<String, ConfigError> {
+    let origin = path.display().to_string();
+    let fail = |message: String| ConfigError {
+        file: origin.clone(),
+        position: None,
+        key: None,
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        fail(format!(
+            "cannot read the rules file named by discovery.rules_file: {e}"
+        ))
+    })?;
+    crate::classify::Rules::from_toml(&text, &origin).map_err(|e| fail(e.to_string()))?;
+    Ok(text)
 }
 
 fn read_hint(e: &std::io::Error) -> String {
@@ -541,6 +569,26 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The classification rules: the operator's (if any) before the built-in ones.
+    pub fn rules(&self) -> crate::classify::Rules {
+        let embedded = crate::classify::Rules::embedded();
+        let Some(text) = &self.operator_rules else {
+            return embedded;
+        };
+        let origin = self
+            .discovery
+            .rules_file
+            .as_ref()
+            .map_or_else(|| "rules".to_string(), |p| p.display().to_string());
+        match crate::classify::Rules::from_toml(text, &origin) {
+            Ok(operator) => embedded.with_overrides(operator),
+            Err(e) => {
+                tracing::error!(error = %e, "operator rules unusable; using the built-in rules");
+                embedded
+            }
+        }
     }
 
     /// The credentials to try, in order: the configured ones, or `public`.

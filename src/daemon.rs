@@ -6,7 +6,8 @@
 //! again and, only if it is valid, publishes it to every task; a broken file
 //! is refused with a logged error and the running config stays. SIGTERM and
 //! SIGINT fire the one shutdown signal; tasks finish or persist their work
-//! and the daemon exits 0 within [`SHUTDOWN_DEADLINE`].
+//! and the daemon exits 0 within [`SHUTDOWN_DEADLINE`]. SIGUSR1 asks for a
+//! discovery sweep now.
 //!
 //! The runtime is tokio's current-thread scheduler: the agent's work is I/O
 //! bound, and one thread keeps the resident set small on a router.
@@ -41,6 +42,8 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
+    let mut user1 = signal(SignalKind::user_defined1()).context("cannot watch SIGUSR1")?;
+    let rediscover = Arc::new(tokio::sync::Notify::new());
 
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let (trigger, shutdown) = shutdown::channel();
@@ -60,12 +63,18 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         reports_tx,
         shutdown.clone(),
     ));
-    tasks.spawn(discovery::run(config_rx, sweeps_tx, shutdown));
+    tasks.spawn(discovery::run(
+        config_rx,
+        sweeps_tx,
+        Arc::clone(&rediscover),
+        shutdown,
+    ));
     tracing::info!(agent_id = %agent_id, config = %path.display(), version = env!("CARGO_PKG_VERSION"), "cpe-agent started");
 
     loop {
         tokio::select! {
             _ = hangup.recv() => reload(&path, &config_tx, &agent_id),
+            _ = user1.recv() => rediscover.notify_one(),
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
             Some(ended) = tasks.join_next() => {

@@ -5,7 +5,8 @@
 //! first credential that gets an answer is remembered with the device so that
 //! polls never walk the list again. Probes run concurrently, bounded by
 //! `discovery.concurrency`, and each has its own timeout, so one silent or slow
-//! address never holds up the rest.
+//! address never holds up the rest. Each device that answers has its
+//! inventory read and is classified (see [`crate::inventory`]).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -16,34 +17,43 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::config::{Credential, DiscoveryConfig};
+use crate::classify::Rules;
+use crate::config::{Credential, DiscoveryConfig, SnmpVersion};
+use crate::inventory::{self, Inventory, System};
 use crate::oid;
 use crate::shutdown::Shutdown;
 use crate::snmp::{Client, Oid, SnmpError, Timing, Value};
 use crate::target::TargetSpec;
+use crate::walk::WalkOptions;
 
 /// What a sweep learned about one device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Device {
-    /// A stable id: see [`device_id`].
-    pub id: String,
     pub address: IpAddr,
     pub port: u16,
+    /// A stable id: see [`crate::inventory::device_id`].
+    pub id: String,
     /// The name of the credential that answered (never the secret).
     pub credential: String,
-    pub sys_descr: Option<String>,
-    pub sys_object_id: Option<String>,
-    pub sys_name: Option<String>,
-    pub sys_contact: Option<String>,
-    pub sys_location: Option<String>,
-    pub sys_services: Option<u64>,
+    #[serde(flatten)]
+    pub inventory: Inventory,
     /// sysUpTime in hundredths of a second, as read during the sweep.
+    #[serde(skip)]
     pub sys_uptime: Option<u64>,
 }
 
 impl Device {
     pub fn socket_addr(&self) -> SocketAddr {
         SocketAddr::new(self.address, self.port)
+    }
+
+    /// Walk settings for this device: GETNEXT only for v1 and for devices
+    /// that mishandled GETBULK.
+    pub fn walk_options(&self) -> WalkOptions {
+        WalkOptions {
+            use_bulk: self.inventory.bulk_ok,
+            ..WalkOptions::default()
+        }
     }
 }
 
@@ -105,6 +115,7 @@ pub async fn expand(targets: &[TargetSpec]) -> Vec<SocketAddr> {
 pub async fn sweep(
     addresses: Vec<SocketAddr>,
     credentials: Arc<[Credential]>,
+    rules: Arc<Rules>,
     settings: &DiscoveryConfig,
     shutdown: &mut Shutdown,
 ) -> Sweep {
@@ -119,9 +130,10 @@ pub async fn sweep(
     for addr in addresses {
         let permits = Arc::clone(&permits);
         let credentials = Arc::clone(&credentials);
+        let rules = Arc::clone(&rules);
         probes.spawn(async move {
             let _permit = permits.acquire_owned().await.ok()?;
-            probe(addr, &credentials, timing).await
+            probe(addr, &credentials, &rules, timing).await
         });
     }
     let mut devices = Vec::new();
@@ -150,12 +162,33 @@ pub async fn sweep(
     }
 }
 
-/// Tries each credential in order; the first answer wins.
-pub async fn probe(addr: SocketAddr, credentials: &[Credential], timing: Timing) -> Option<Device> {
+/// Tries each credential in order; the first answer wins. The device's
+/// inventory is then read with that credential.
+pub async fn probe(
+    addr: SocketAddr,
+    credentials: &[Credential],
+    rules: &Rules,
+    timing: Timing,
+) -> Option<Device> {
     for credential in credentials {
         let mut client = Client::new(addr, credential.clone(), timing);
         match client.get(&system_oids()).await {
-            Ok(varbinds) => return device_from_system(addr, &credential.name, &varbinds),
+            Ok(varbinds) => {
+                let (system, sys_uptime) = system_from(addr, &varbinds)?;
+                let options = WalkOptions {
+                    use_bulk: credential.version != SnmpVersion::V1,
+                    ..WalkOptions::default()
+                };
+                let inventory = inventory::collect(&mut client, system, rules, &options).await;
+                return Some(Device {
+                    id: inventory::device_id(&inventory, addr),
+                    address: addr.ip(),
+                    port: addr.port(),
+                    credential: credential.name.clone(),
+                    inventory,
+                    sys_uptime,
+                });
+            }
             Err(SnmpError::Auth(why)) => {
                 tracing::debug!(%addr, credential = %credential.name, %why, "credential refused; trying the next");
             }
@@ -167,11 +200,8 @@ pub async fn probe(addr: SocketAddr, credentials: &[Credential], timing: Timing)
     None
 }
 
-fn device_from_system(
-    addr: SocketAddr,
-    credential: &str,
-    varbinds: &[(Oid, Value)],
-) -> Option<Device> {
+/// The system group from the probe's answer, and sysUpTime.
+fn system_from(addr: SocketAddr, varbinds: &[(Oid, Value)]) -> Option<(System, Option<u64>)> {
     let value = |index: u64| {
         varbinds
             .iter()
@@ -184,26 +214,20 @@ fn device_from_system(
         tracing::debug!(%addr, "answered without a system group; ignored");
         return None;
     }
-    let text = |i| value(i).and_then(Value::as_text).filter(|s| !s.is_empty());
-    Some(Device {
-        id: device_id(addr),
-        address: addr.ip(),
-        port: addr.port(),
-        credential: credential.to_string(),
+    let text = |i| value(i).and_then(inventory::display_value);
+    let system = System {
         sys_descr: text(1),
         sys_object_id: value(2).and_then(Value::as_oid).map(Oid::to_string),
-        sys_uptime: value(3).and_then(Value::as_u64),
         sys_contact: text(4),
         sys_name: text(5),
         sys_location: text(6),
         sys_services: value(7).and_then(Value::as_u64),
-    })
+    };
+    Some((system, value(3).and_then(Value::as_u64)))
 }
 
-/// The device id. Until inventory collection can read a base MAC address or a
-/// serial number, the id is the device's address and port, which is stable
-/// for statically addressed gear and DHCP reservations.
-pub fn device_id(addr: SocketAddr) -> String {
+/// The id of a device that tells nothing better than its address and port.
+pub fn address_id(addr: SocketAddr) -> String {
     match addr.ip() {
         IpAddr::V4(ip) => {
             let [a, b, c, d] = ip.octets();
@@ -219,6 +243,7 @@ pub fn device_id(addr: SocketAddr) -> String {
 pub async fn run(
     mut config: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
     sweeps: tokio::sync::mpsc::Sender<Vec<Device>>,
+    rediscover: Arc<tokio::sync::Notify>,
     mut shutdown: Shutdown,
 ) {
     loop {
@@ -226,8 +251,16 @@ pub async fn run(
         let targets = sweep_targets(&settings.discovery);
         let addresses = expand(&targets).await;
         let credentials: Arc<[Credential]> = settings.credentials_or_default().into();
+        let rules = Arc::new(settings.rules());
         tracing::info!(targets = %list(&targets), addresses = addresses.len(), "discovery sweep started");
-        let result = sweep(addresses, credentials, &settings.discovery, &mut shutdown).await;
+        let result = sweep(
+            addresses,
+            credentials,
+            rules,
+            &settings.discovery,
+            &mut shutdown,
+        )
+        .await;
         if result.interrupted {
             break;
         }
@@ -241,6 +274,10 @@ pub async fn run(
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = &mut next => break,
+                _ = rediscover.notified() => {
+                    tracing::info!("rediscovery requested");
+                    break;
+                }
                 changed = config.changed() => {
                     if changed.is_err() { return; }
                     let new = config.borrow().clone();
@@ -333,7 +370,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn device_from_system_reads_the_group() {
+    fn system_group_is_read() {
         let addr: SocketAddr = "127.0.1.7:16100".parse().expect("addr");
         let varbinds = vec![
             (
@@ -348,19 +385,19 @@ mod tests {
             (oid!(1, 3, 6, 1, 2, 1, 1, 5, 0), Value::NoSuchInstance),
             (oid!(1, 3, 6, 1, 2, 1, 1, 7, 0), Value::Integer(78)),
         ];
-        let device = device_from_system(addr, "lan", &varbinds).expect("device");
-        assert_eq!(device.id, "ip-127-0-1-7-16100");
-        assert_eq!(device.sys_object_id.as_deref(), Some("1.3.6.1.4.1.14988.1"));
-        assert_eq!(device.sys_uptime, Some(4200));
-        assert_eq!(device.sys_name, None);
-        assert_eq!(device.sys_services, Some(78));
+        let (system, uptime) = system_from(addr, &varbinds).expect("device");
+        assert_eq!(address_id(addr), "ip-127-0-1-7-16100");
+        assert_eq!(system.sys_object_id.as_deref(), Some("1.3.6.1.4.1.14988.1"));
+        assert_eq!(uptime, Some(4200));
+        assert_eq!(system.sys_name, None);
+        assert_eq!(system.sys_services, Some(78));
     }
 
     #[test]
     fn an_agent_without_a_system_group_is_no_device() {
         let addr: SocketAddr = "127.0.1.7:161".parse().expect("addr");
         let varbinds = vec![(Oid::from_arcs(&SYS_DESCR), Value::NoSuchObject)];
-        assert_eq!(device_from_system(addr, "lan", &varbinds), None);
+        assert_eq!(system_from(addr, &varbinds), None);
     }
 
     #[tokio::test(flavor = "current_thread")]

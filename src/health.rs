@@ -167,6 +167,8 @@ pub struct Ups {
 /// Everything one poll read from a device.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reading {
+    /// How long the poll's first request (sysUpTime) took to be answered.
+    pub response_time: Option<Duration>,
     pub uptime_ticks: Option<u64>,
     pub interfaces: std::collections::BTreeMap<u64, InterfaceReading>,
     pub cpu_loads: Vec<u64>,

@@ -5,15 +5,20 @@
 //! module with a narrow API; [`daemon`] wires the tasks together and owns their
 //! lifecycle, and [`shutdown`] is the one signal every task obeys.
 
+pub mod classify;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod diag;
 pub mod discovery;
+pub mod health;
 pub mod identity;
+pub mod inventory;
 pub mod logging;
 pub mod polling;
+pub mod reading;
 pub mod report;
 pub mod shutdown;
 pub mod snmp;
 pub mod target;
+pub mod walk;

@@ -1,10 +1,14 @@
 //! Polling: the health of every known device, at each poll interval.
 //!
 //! The poller owns the set of known devices. Sweeps feed it (discovery →
-//! polling), and it feeds the reporter (polling → reporting): new or changed
-//! inventory, a health sample per device per poll, and found/lost events.
-//! Each device is polled by its own task with its own timeout, so a dead
-//! device costs its timeout and nothing else. A device is lost after
+//! polling), and it feeds the reporter (polling → reporting): inventory when a
+//! device is new or changed, a health sample per device per poll, and events
+//! (found, lost, rebooted, interface up and down).
+//!
+//! Each device has its own task, schedule and client, so a slow or dead
+//! device costs its own timeouts and never delays another device's polls. A
+//! shared semaphore bounds how many devices are being polled at once, and
+//! each device has at most one request outstanding. A device is lost after
 //! `polling.lost_after` missed polls in a row, and found again when it answers.
 
 use std::collections::BTreeMap;
@@ -15,9 +19,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::config::{Config, Credential};
+use crate::config::Config;
 use crate::discovery::Device;
-use crate::oid;
+use crate::health::{self, Body, Change, Reading};
 use crate::report::Report;
 use crate::shutdown::Shutdown;
 use crate::snmp::{Client, Timing};
@@ -27,15 +31,17 @@ use crate::snmp::{Client, Timing};
 pub struct HealthSample {
     pub device_id: String,
     pub reachable: bool,
-    /// Round-trip time of the poll's request, when it was answered.
+    /// Round-trip time of the poll's first request (sysUpTime), when it was answered.
     pub latency_ms: Option<f64>,
-    /// sysUpTime in hundredths of a second.
-    pub sys_uptime: Option<u64>,
+    /// sysUpTime in seconds.
+    pub uptime_s: Option<f64>,
     /// Polls missed in a row.
     pub missed_polls: u32,
+    #[serde(flatten)]
+    pub body: Body,
 }
 
-/// A change in a device's presence.
+/// A change worth telling the NOC about as it happens.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum DeviceEvent {
@@ -47,229 +53,293 @@ pub enum DeviceEvent {
         device_id: String,
         missed_polls: u32,
     },
+    Rebooted {
+        device_id: String,
+        uptime_s: f64,
+    },
+    InterfaceUp {
+        device_id: String,
+        if_index: u64,
+        name: Option<String>,
+    },
+    InterfaceDown {
+        device_id: String,
+        if_index: u64,
+        name: Option<String>,
+    },
 }
 
-struct Known {
-    device: Device,
-    client: Option<Client>,
-    missed: u32,
-    lost: bool,
+impl DeviceEvent {
+    pub fn device_id(&self) -> &str {
+        match self {
+            DeviceEvent::Found { device_id, .. }
+            | DeviceEvent::Lost { device_id, .. }
+            | DeviceEvent::Rebooted { device_id, .. }
+            | DeviceEvent::InterfaceUp { device_id, .. }
+            | DeviceEvent::InterfaceDown { device_id, .. } => device_id,
+        }
+    }
 }
 
-/// Runs until shutdown: merges sweeps into the known set and polls it.
+/// Runs until shutdown: merges sweeps into the known set, one task per device.
 pub async fn run(
-    mut config: watch::Receiver<Arc<Config>>,
+    config: watch::Receiver<Arc<Config>>,
     mut sweeps: mpsc::Receiver<Vec<Device>>,
     reports: mpsc::Sender<Report>,
     mut shutdown: Shutdown,
 ) {
-    let mut known: BTreeMap<String, Known> = BTreeMap::new();
-    let mut next_poll = Instant::now();
+    let permits = Arc::new(Semaphore::new(config.borrow().discovery.concurrency.max(1)));
+    let mut known: BTreeMap<String, watch::Sender<Device>> = BTreeMap::new();
+    let mut tasks = JoinSet::new();
     loop {
-        let interval = config.borrow().polling.interval.get();
         tokio::select! {
             _ = shutdown.wait() => break,
-            sweep = sweeps.recv() => match sweep {
-                Some(devices) => merge(&mut known, devices, &config.borrow(), &reports),
-                None => break,
-            },
-            _ = tokio::time::sleep_until(next_poll.into()) => {
-                let settings = config.borrow().clone();
-                poll_all(&mut known, &settings, &reports, &mut shutdown).await;
-                next_poll = Instant::now() + interval;
+            sweep = sweeps.recv() => {
+                let Some(devices) = sweep else { break };
+                for device in devices {
+                    match known.get(&device.id) {
+                        Some(updates) => {
+                            updates.send_if_modified(|current| {
+                                let changed = !same_inventory(current, &device);
+                                *current = device;
+                                changed
+                            });
+                        }
+                        None => {
+                            let (updates, device_rx) = watch::channel(device.clone());
+                            known.insert(device.id.clone(), updates);
+                            let poller = DevicePoller::new(device_rx, config.clone(), reports.clone(), Arc::clone(&permits));
+                            tasks.spawn(poller.run(shutdown.clone()));
+                        }
+                    }
+                }
             }
-            changed = config.changed() => {
-                if changed.is_err() { break; }
-                // A new interval takes effect from now, not after the old one ran out.
-                let interval = config.borrow().polling.interval.get();
-                next_poll = next_poll.min(Instant::now() + interval);
-                refresh_credentials(&mut known, &config.borrow());
+            Some(ended) = tasks.join_next() => {
+                if let Err(e) = ended {
+                    tracing::error!(error = %e, "a device poller failed unexpectedly");
+                }
             }
         }
     }
+    while tasks.join_next().await.is_some() {}
     tracing::debug!("poller stopped");
-}
-
-fn merge(
-    known: &mut BTreeMap<String, Known>,
-    devices: Vec<Device>,
-    config: &Config,
-    reports: &mpsc::Sender<Report>,
-) {
-    for device in devices {
-        let changed = match known.get(&device.id) {
-            None => {
-                send(
-                    reports,
-                    Report::Event(DeviceEvent::Found {
-                        device_id: device.id.clone(),
-                        address: device.socket_addr().to_string(),
-                    }),
-                );
-                true
-            }
-            Some(k) => !same_inventory(&k.device, &device),
-        };
-        if changed {
-            send(reports, Report::Inventory(device.clone()));
-        }
-        let client = client_for(&device, config);
-        let entry = known.entry(device.id.clone()).or_insert(Known {
-            device: device.clone(),
-            client: None,
-            missed: 0,
-            lost: false,
-        });
-        entry.device = device;
-        entry.client = client;
-    }
 }
 
 /// Inventory is republished on change only; uptime is health, not inventory.
 fn same_inventory(a: &Device, b: &Device) -> bool {
-    Device {
-        sys_uptime: None,
-        ..a.clone()
-    } == Device {
-        sys_uptime: None,
-        ..b.clone()
+    a.id == b.id
+        && a.address == b.address
+        && a.port == b.port
+        && a.credential == b.credential
+        && a.inventory == b.inventory
+}
+
+/// One device's polling loop and state.
+struct DevicePoller {
+    device: watch::Receiver<Device>,
+    config: watch::Receiver<Arc<Config>>,
+    reports: mpsc::Sender<Report>,
+    permits: Arc<Semaphore>,
+    client: Option<Client>,
+    last: Option<(Instant, Reading)>,
+    missed: u32,
+    lost: bool,
+}
+
+impl DevicePoller {
+    fn new(
+        device: watch::Receiver<Device>,
+        config: watch::Receiver<Arc<Config>>,
+        reports: mpsc::Sender<Report>,
+        permits: Arc<Semaphore>,
+    ) -> DevicePoller {
+        DevicePoller {
+            device,
+            config,
+            reports,
+            permits,
+            client: None,
+            last: None,
+            missed: 0,
+            lost: false,
+        }
     }
-}
 
-fn client_for(device: &Device, config: &Config) -> Option<Client> {
-    let credential: Credential = config
-        .credentials_or_default()
-        .into_iter()
-        .find(|c| c.name == device.credential)?;
-    let timing = Timing {
-        timeout: config.polling.timeout.get(),
-        retries: config.polling.retries,
-    };
-    Some(Client::new(device.socket_addr(), credential, timing))
-}
-
-/// After a reload, clients are rebuilt with the new credentials and timing.
-fn refresh_credentials(known: &mut BTreeMap<String, Known>, config: &Config) {
-    for entry in known.values_mut() {
-        entry.client = client_for(&entry.device, config);
+    async fn run(mut self, mut shutdown: Shutdown) {
+        let device = self.device.borrow_and_update().clone();
+        send(
+            &self.reports,
+            Report::Event(DeviceEvent::Found {
+                device_id: device.id.clone(),
+                address: device.socket_addr().to_string(),
+            }),
+        );
+        send(&self.reports, Report::Inventory(device));
+        let mut next = Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep_until(next.into()) => {
+                    let interval = self.config.borrow().polling.interval.get();
+                    next = Instant::now() + interval;
+                    // A poll never runs into the next one: what is not read by then is missed.
+                    tokio::select! {
+                        _ = shutdown.wait() => return,
+                        _ = self.poll(interval) => {}
+                    }
+                }
+                changed = self.device.changed() => {
+                    if changed.is_err() { return; }
+                    let device = self.device.borrow_and_update().clone();
+                    tracing::info!(device = %device.id, "inventory changed");
+                    self.client = None;
+                    send(&self.reports, Report::Inventory(device));
+                }
+                changed = self.config.changed() => {
+                    if changed.is_err() { return; }
+                    // New credentials or timing apply from the next poll.
+                    self.client = None;
+                    let interval = self.config.borrow().polling.interval.get();
+                    next = next.min(Instant::now() + interval);
+                }
+            }
+        }
     }
-}
 
-async fn poll_all(
-    known: &mut BTreeMap<String, Known>,
-    config: &Config,
-    reports: &mpsc::Sender<Report>,
-    shutdown: &mut Shutdown,
-) {
-    let permits = Arc::new(Semaphore::new(config.discovery.concurrency.max(1)));
-    let mut polls = JoinSet::new();
-    for (id, entry) in known.iter_mut() {
-        let Some(client) = entry.client.take() else {
-            tracing::warn!(device = %id, credential = %entry.device.credential, "the credential that found this device is no longer configured; not polling it");
-            continue;
+    fn client(&mut self, device: &Device) -> Option<&mut Client> {
+        if self.client.is_none() {
+            let config = self.config.borrow().clone();
+            let Some(credential) = config
+                .credentials_or_default()
+                .into_iter()
+                .find(|c| c.name == device.credential)
+            else {
+                tracing::warn!(device = %device.id, credential = %device.credential, "the credential that found this device is no longer configured; waiting for the next sweep");
+                return None;
+            };
+            let timing = Timing {
+                timeout: config.polling.timeout.get(),
+                retries: config.polling.retries,
+            };
+            self.client = Some(Client::new(device.socket_addr(), credential, timing));
+        }
+        self.client.as_mut()
+    }
+
+    async fn poll(&mut self, budget: Duration) {
+        let device = self.device.borrow().clone();
+        let Ok(_permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return;
         };
-        let permits = Arc::clone(&permits);
-        let id = id.clone();
-        polls.spawn(async move {
-            let _permit = permits.acquire_owned().await;
-            poll_one(id, client).await
-        });
-    }
-    loop {
-        tokio::select! {
-            next = polls.join_next() => match next {
-                Some(Ok((id, client, answer))) => record(known, id, client, answer, config, reports),
-                Some(Err(e)) => tracing::error!(error = %e, "a poll task failed unexpectedly"),
-                None => break,
-            },
-            _ = shutdown.wait() => {
-                polls.abort_all();
-                break;
+        let mut options = device.walk_options();
+        let Some(client) = self.client(&device) else {
+            return;
+        };
+        let reading = tokio::time::timeout(
+            budget,
+            crate::reading::read(client, &device.inventory, &mut options),
+        )
+        .await;
+        match reading {
+            Ok(Ok(reading)) => self.answered(&device, reading),
+            Ok(Err(e)) => {
+                tracing::debug!(device = %device.id, error = %e, "poll not answered");
+                self.missed(&device);
+            }
+            Err(_) => {
+                tracing::warn!(device = %device.id, budget = ?budget, "poll took longer than the poll interval; counted as missed");
+                self.client = None;
+                self.missed(&device);
             }
         }
     }
-}
 
-type Answer = Option<(Duration, Option<u64>)>;
-
-async fn poll_one(id: String, mut client: Client) -> (String, Client, Answer) {
-    let started = Instant::now();
-    let answer = match client.get(&[oid!(1, 3, 6, 1, 2, 1, 1, 3, 0)]).await {
-        Ok(varbinds) => {
-            let uptime = varbinds.first().and_then(|(_, v)| v.as_u64());
-            Some((started.elapsed(), uptime))
-        }
-        Err(e) => {
-            tracing::debug!(device = %id, error = %e, "poll not answered");
-            None
-        }
-    };
-    (id, client, answer)
-}
-
-fn record(
-    known: &mut BTreeMap<String, Known>,
-    id: String,
-    client: Client,
-    answer: Answer,
-    config: &Config,
-    reports: &mpsc::Sender<Report>,
-) {
-    let Some(entry) = known.get_mut(&id) else {
-        return;
-    };
-    entry.client = Some(client);
-    match answer {
-        Some((latency, uptime)) => {
-            if entry.lost {
-                tracing::info!(device = %id, "device answers again");
-                send(
-                    reports,
-                    Report::Event(DeviceEvent::Found {
-                        device_id: id.clone(),
-                        address: entry.device.socket_addr().to_string(),
-                    }),
-                );
-                send(reports, Report::Inventory(entry.device.clone()));
-            }
-            entry.missed = 0;
-            entry.lost = false;
+    fn answered(&mut self, device: &Device, reading: Reading) {
+        let now = Instant::now();
+        if self.lost {
+            tracing::info!(device = %device.id, "device answers again");
             send(
-                reports,
-                Report::Health(HealthSample {
-                    device_id: id,
-                    reachable: true,
-                    latency_ms: Some((latency.as_secs_f64() * 1000.0 * 100.0).round() / 100.0),
-                    sys_uptime: uptime,
-                    missed_polls: 0,
+                &self.reports,
+                Report::Event(DeviceEvent::Found {
+                    device_id: device.id.clone(),
+                    address: device.socket_addr().to_string(),
                 }),
             );
+            send(&self.reports, Report::Inventory(device.clone()));
         }
-        None => {
-            entry.missed += 1;
-            if !entry.lost && entry.missed >= config.polling.lost_after {
-                entry.lost = true;
-                tracing::warn!(device = %id, missed = entry.missed, "device lost");
-                send(
-                    reports,
-                    Report::Event(DeviceEvent::Lost {
-                        device_id: id.clone(),
-                        missed_polls: entry.missed,
-                    }),
-                );
-                send(reports, Report::Lost(entry.device.clone()));
-            }
+        self.missed = 0;
+        self.lost = false;
+        let previous = self
+            .last
+            .as_ref()
+            .map(|(at, r)| (now.duration_since(*at), r));
+        let elapsed = previous.as_ref().map_or(Duration::ZERO, |(e, _)| *e);
+        let (body, changes) = health::evaluate(previous.map(|(_, r)| r), &reading, elapsed);
+        for change in changes {
+            send(&self.reports, Report::Event(event(&device.id, change)));
+        }
+        send(
+            &self.reports,
+            Report::Health(HealthSample {
+                device_id: device.id.clone(),
+                reachable: true,
+                latency_ms: reading
+                    .response_time
+                    .map(|t| health::round2(t.as_secs_f64() * 1000.0)),
+                uptime_s: reading.uptime_ticks.map(|t| t as f64 / 100.0),
+                missed_polls: 0,
+                body,
+            }),
+        );
+        self.last = Some((now, reading));
+    }
+
+    fn missed(&mut self, device: &Device) {
+        self.missed += 1;
+        let lost_after = self.config.borrow().polling.lost_after;
+        if !self.lost && self.missed >= lost_after {
+            self.lost = true;
+            tracing::warn!(device = %device.id, missed = self.missed, "device lost");
             send(
-                reports,
-                Report::Health(HealthSample {
-                    device_id: id,
-                    reachable: false,
-                    latency_ms: None,
-                    sys_uptime: None,
-                    missed_polls: entry.missed,
+                &self.reports,
+                Report::Event(DeviceEvent::Lost {
+                    device_id: device.id.clone(),
+                    missed_polls: self.missed,
                 }),
             );
+            send(&self.reports, Report::Lost(device.clone()));
         }
+        send(
+            &self.reports,
+            Report::Health(HealthSample {
+                device_id: device.id.clone(),
+                reachable: false,
+                latency_ms: None,
+                uptime_s: None,
+                missed_polls: self.missed,
+                body: Body::default(),
+            }),
+        );
+    }
+}
+
+fn event(device_id: &str, change: Change) -> DeviceEvent {
+    let device_id = device_id.to_string();
+    match change {
+        Change::Rebooted { uptime_ticks } => DeviceEvent::Rebooted {
+            device_id,
+            uptime_s: uptime_ticks as f64 / 100.0,
+        },
+        Change::InterfaceUp { index, name } => DeviceEvent::InterfaceUp {
+            device_id,
+            if_index: index,
+            name,
+        },
+        Change::InterfaceDown { index, name } => DeviceEvent::InterfaceDown {
+            device_id,
+            if_index: index,
+            name,
+        },
     }
 }
 

@@ -153,11 +153,7 @@ impl Contract {
                 }
             }
             Report::Event(event) => {
-                let device_id = match event {
-                    DeviceEvent::Found { device_id, .. } | DeviceEvent::Lost { device_id, .. } => {
-                        device_id
-                    }
-                };
+                let device_id = event.device_id();
                 let mut body = serde_json::to_value(event).unwrap_or_default();
                 if let Json::Object(map) = &mut body {
                     map.remove("device_id");
@@ -405,17 +401,34 @@ mod tests {
     }
 
     fn device() -> Device {
+        use crate::classify::{Classification, Kind};
+        use crate::inventory::{Inventory, System};
         Device {
             id: "ip-127-0-1-1-161".into(),
             address: "127.0.1.1".parse().expect("ip"),
             port: 161,
             credential: "lan".into(),
-            sys_descr: Some("modem".into()),
-            sys_object_id: Some("1.3.6.1.4.1.4115.1".into()),
-            sys_name: None,
-            sys_contact: None,
-            sys_location: None,
-            sys_services: None,
+            inventory: Inventory {
+                classification: Classification {
+                    kind: Kind::Modem,
+                    vendor: Some("ARRIS".into()),
+                    model: None,
+                    firmware: None,
+                    serial: None,
+                    rule: "test".into(),
+                    evidence: Vec::new(),
+                },
+                system: System {
+                    sys_descr: Some("modem".into()),
+                    sys_object_id: Some("1.3.6.1.4.1.4115.1".into()),
+                    ..System::default()
+                },
+                interfaces: Vec::new(),
+                entities: Vec::new(),
+                ip_addresses: Vec::new(),
+                subtrees: Default::default(),
+                bulk_ok: true,
+            },
             sys_uptime: Some(5),
         }
     }
@@ -442,6 +455,8 @@ mod tests {
         );
         assert!(inventory.retain);
         assert_eq!(inventory.payload["state"], "present");
+        assert_eq!(inventory.payload["kind"], "modem");
+        assert_eq!(inventory.payload["vendor"], "ARRIS");
         assert_eq!(inventory.payload["device_id"], "ip-127-0-1-1-161");
         assert!(inventory.payload.get("sys_uptime").is_none());
         let lost = contract().report(&Report::Lost(device()));
@@ -454,8 +469,9 @@ mod tests {
             device_id: "d1".into(),
             reachable: true,
             latency_ms: Some(1.5),
-            sys_uptime: Some(100),
+            uptime_s: Some(1.0),
             missed_polls: 0,
+            body: crate::health::Body::default(),
         }));
         assert_eq!(health.topic, "cpe/v1/gw-1/devices/d1/health");
         assert!(!health.retain);

@@ -87,6 +87,43 @@ fn daemon_reports_reloads_and_shuts_down_cleanly() {
     });
     assert_eq!((inventories.len(), healthy.len()), (2, 2), "got {seen:?}");
 
+    // Health carries what each kind has: rates from counter deltas from the
+    // second poll on, DOCSIS levels for the modem, CPU and memory for the router.
+    let router = sub.expect_message(Duration::from_secs(10), |m| {
+        is(m, "/health")
+            && m.json()["cpu_percent"].is_number()
+            && m.json()["interfaces"].as_array().is_some_and(|ifs| {
+                ifs.iter()
+                    .any(|i| i["in_bps"].as_f64().is_some_and(|r| r > 0.0))
+            })
+    });
+    assert!(
+        router.json()["memory_percent"].is_number(),
+        "{}",
+        router.text()
+    );
+    assert_eq!(router.json()["rebooted"], false);
+    let modem = sub.expect_message(Duration::from_secs(10), |m| {
+        is(m, "/health") && m.json()["docsis"].is_object()
+    });
+    let docsis = &modem.json()["docsis"];
+    assert_eq!(
+        docsis["downstream"].as_array().map(Vec::len),
+        Some(8),
+        "{}",
+        modem.text()
+    );
+    assert!(
+        docsis["downstream"][0]["power_dbmv"].is_number()
+            && docsis["downstream"][0]["snr_db"].is_number()
+    );
+    assert_eq!(
+        docsis["upstream"].as_array().map(Vec::len),
+        Some(4),
+        "{}",
+        modem.text()
+    );
+
     // A valid change is taken on SIGHUP.
     lab.write_config(&lab.config("2s"));
     daemon.signal(Signal::SIGHUP);

@@ -10,4 +10,6 @@ mod support;
 mod agent;
 mod cli;
 mod daemon;
+mod discover;
 mod harness;
+mod walk;

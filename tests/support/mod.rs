@@ -34,6 +34,7 @@
 //!   block on a full pipe, and the log survives to be quoted in a panic.
 
 pub mod mosquitto;
+pub mod rogue;
 pub mod snmpd;
 pub mod snmpsim;
 

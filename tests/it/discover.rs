@@ -1,0 +1,226 @@
+//! `cpe-agent discover` against simulated LANs: the real-device recordings,
+//! the project's own, and net-snmp snmpd with SNMPv3.
+
+use std::time::Instant;
+
+use serde_json::Value as Json;
+
+use crate::agent;
+use crate::support;
+use crate::support::snmpd::Snmpd;
+use crate::support::snmpsim::SnmpSim;
+
+fn discover(args: &[&str]) -> Vec<Json> {
+    let out = agent::run(&[&["discover", "--json"], args].concat());
+    assert!(
+        out.status.success(),
+        "discover failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("discover --json prints a JSON array")
+}
+
+fn project_recordings() -> Vec<std::path::PathBuf> {
+    ["docsis-modem", "ip-pbx", "soho-router"]
+        .iter()
+        .map(|n| support::project_data_dir().join(format!("{n}.snmprec")))
+        .collect()
+}
+
+#[test]
+fn the_26_real_devices_are_found_and_classified() {
+    let Some(dir) = support::shared_devices_dir() else {
+        return;
+    };
+    let recordings = support::snmprec_files(&dir);
+    let expected: toml::Table =
+        toml::from_str(&std::fs::read_to_string(dir.join("expected.toml")).expect("expected.toml"))
+            .expect("parses");
+    let sim = SnmpSim::start_lan(&recordings, "127.0.1", 1);
+    let started = Instant::now();
+    let found = discover(&["--target", &format!("127.0.1.0/24:{}", sim.port())]);
+    let sweep = started.elapsed();
+    assert_eq!(found.len(), recordings.len(), "every recording is found");
+
+    let mut right_kind = 0;
+    println!(
+        "{:<26} {:<12} {:<12} {:<22} {:>6}",
+        "recording", "expected", "got", "rule", "ifaces"
+    );
+    for device in sim.devices() {
+        let got = found
+            .iter()
+            .find(|d| d["address"].as_str() == Some(&device.addr.ip().to_string()))
+            .unwrap_or_else(|| panic!("{} not in the output", device.name));
+        let want = expected
+            .get(&device.name)
+            .unwrap_or_else(|| panic!("{} not in expected.toml", device.name));
+        let field = |key: &str| {
+            want.get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(
+            got["sys_object_id"].as_str(),
+            Some(field("sys_object_id").trim_start_matches('.')),
+            "{}",
+            device.name
+        );
+        let if_count = want
+            .get("if_count")
+            .and_then(|v| v.as_integer())
+            .unwrap_or(-1);
+        let interfaces = got["interfaces"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            interfaces as i64, if_count,
+            "{}: interface count",
+            device.name
+        );
+        for key in [
+            "id",
+            "kind",
+            "rule",
+            "credential",
+            "sys_descr",
+            "interfaces",
+        ] {
+            assert!(got.get(key).is_some(), "{}: no {key} in {got}", device.name);
+        }
+        if got["kind"].as_str() == Some(&field("kind")) {
+            right_kind += 1;
+        }
+        println!(
+            "{:<26} {:<12} {:<12} {:<22} {:>6}",
+            device.name,
+            field("kind"),
+            got["kind"].as_str().unwrap_or("?"),
+            got["rule"].as_str().unwrap_or("?"),
+            interfaces
+        );
+    }
+    println!(
+        "{right_kind}/{} classified as expected; sweep of 127.0.1.0/24 took {sweep:?}",
+        recordings.len()
+    );
+    assert!(
+        right_kind >= 24,
+        "only {right_kind} of 26 got the expected kind"
+    );
+}
+
+#[test]
+fn the_project_recordings_have_full_inventory_and_stable_ids() {
+    let sim = SnmpSim::start_lan(&project_recordings(), "127.0.1", 111);
+    let target = format!("127.0.1.111-113:{}", sim.port());
+    let found = discover(&["--target", &target]);
+    let kinds: Vec<&str> = found.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["modem", "pbx", "router"]);
+    for device in &found {
+        for key in ["vendor", "model", "firmware"] {
+            assert!(
+                device[key].as_str().is_some_and(|s| !s.is_empty()),
+                "no {key}: {device}"
+            );
+        }
+        assert!(
+            !device["interfaces"]
+                .as_array()
+                .expect("interfaces")
+                .is_empty(),
+            "{device}"
+        );
+        let id = device["id"].as_str().expect("id");
+        assert!(
+            !id.starts_with("ip-"),
+            "the id should come from a serial or MAC, not the address: {id}"
+        );
+    }
+    let router = &found[2];
+    assert_eq!(router["serial"].as_str(), Some("C8F20B7A41E3"));
+    assert!(router["entities"].as_array().is_some_and(|e| !e.is_empty()));
+    assert!(router["ip_addresses"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty()));
+
+    // The same devices on other addresses (a DHCP change) keep their ids.
+    let moved = SnmpSim::start_lan(&project_recordings(), "127.0.1", 121);
+    let again = discover(&["--target", &format!("127.0.1.121-123:{}", moved.port())]);
+    let ids = |devices: &[Json]| {
+        devices
+            .iter()
+            .map(|d| d["id"].to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&found), ids(&again));
+}
+
+#[test]
+fn explain_names_the_rule_and_its_evidence() {
+    let sim = SnmpSim::start_lan(&project_recordings()[2..], "127.0.1", 131);
+    let out = agent::run(&[
+        "discover",
+        "--explain",
+        "--target",
+        &format!("127.0.1.131:{}", sim.port()),
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("KIND") && text.contains("router"), "{text}");
+    assert!(text.contains("by rule"), "{text}");
+}
+
+fn v3_config(dir: &std::path::Path, snmpd: &Snmpd, credentials: &str) -> std::path::PathBuf {
+    let text = format!(
+        "[discovery]\nlan_subnets = false\ntargets = [\"{}\"]\ntimeout = \"500ms\"\nretries = 0\n\n{credentials}",
+        snmpd.addr()
+    );
+    let path = dir.join("agent.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+#[test]
+fn snmpv3_auth_priv_is_found_only_with_the_right_passphrases() {
+    let snmpd = Snmpd::start();
+    let user = &snmpd.priv_user;
+    let priv_passphrase = user
+        .priv_passphrase
+        .clone()
+        .expect("the authPriv user has a privacy passphrase");
+    let dir = support::temp_dir("discover-v3");
+    let wrong = format!(
+        "[[credentials]]\nname = \"guess\"\nversion = \"v2c\"\ncommunity = \"not-the-community\"\n\n\
+         [[credentials]]\nname = \"v3-wrong\"\nversion = \"v3\"\nuser = \"{}\"\nauth_protocol = \"sha\"\n\
+         auth_password = \"wrong-passphrase\"\npriv_protocol = \"aes\"\npriv_password = \"wrong-passphrase\"\n",
+        user.name
+    );
+    let right = format!(
+        "[[credentials]]\nname = \"v3-right\"\nversion = \"v3\"\nuser = \"{}\"\nauth_protocol = \"sha\"\n\
+         auth_password = \"{}\"\npriv_protocol = \"aes\"\npriv_password = \"{}\"\n",
+        user.name, user.auth_passphrase, priv_passphrase
+    );
+    let config = v3_config(dir.path(), &snmpd, &wrong);
+    assert!(discover(&["--config", config.to_str().expect("utf-8")]).is_empty());
+
+    let config = v3_config(dir.path(), &snmpd, &format!("{wrong}\n{right}"));
+    let out = agent::run(&[
+        "discover",
+        "--json",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let found: Vec<Json> = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["credential"], "v3-right");
+    assert!(found[0]["sys_descr"]
+        .as_str()
+        .is_some_and(|s| s.contains("Linux")));
+    // Secrets never reach the output.
+    for secret in [&user.auth_passphrase, &priv_passphrase] {
+        assert!(!stdout.contains(secret.as_str()));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(secret.as_str()));
+    }
+}
