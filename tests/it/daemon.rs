@@ -206,3 +206,45 @@ fn an_invalid_config_at_start_is_refused_with_its_location() {
         "{err}"
     );
 }
+
+#[test]
+fn a_device_that_goes_away_is_lost_then_found_again_with_its_reboot() {
+    let mut lab = Lab::start(61);
+    let mut events = lab
+        .broker
+        .subscribe(&format!("cpe/v1/{AGENT_ID}/devices/+/events"));
+    let mut inventory = lab
+        .broker
+        .subscribe(&format!("cpe/v1/{AGENT_ID}/devices/+/inventory"));
+    let config = lab.write_config(&lab.config("1s"));
+    let mut daemon = lab.daemon(&config);
+    for _ in 0..2 {
+        events.expect_message(Duration::from_secs(10), |m| m.json()["event"] == "found");
+    }
+    // Two polls each, so that the next reading has one to compare with.
+    daemon.wait_log("discovery sweep finished", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2500));
+
+    lab.sim.stop();
+    let lost = events.expect_message(Duration::from_secs(15), |m| m.json()["event"] == "lost");
+    assert_eq!(
+        lost.json()["missed_polls"],
+        3,
+        "lost after polling.lost_after (3) missed polls"
+    );
+    let marked = inventory.expect_message(Duration::from_secs(5), |m| m.json()["state"] == "lost");
+    assert_eq!(marked.json()["device_id"], lost.json()["device_id"]);
+
+    // Back on the same address, counters and uptime started over: found, and a reboot.
+    lab.sim.start_again();
+    let found = events.expect_message(Duration::from_secs(15), |m| m.json()["event"] == "found");
+    let rebooted =
+        events.expect_message(Duration::from_secs(10), |m| m.json()["event"] == "rebooted");
+    assert_eq!(found.json()["device_id"], rebooted.json()["device_id"]);
+    inventory.expect_message(Duration::from_secs(5), |m| m.json()["state"] == "present");
+
+    // SIGUSR1 asks for a sweep now.
+    daemon.signal(Signal::SIGUSR1);
+    daemon.wait_log("rediscovery requested", 1, Duration::from_secs(5));
+    daemon.wait_log("discovery sweep finished", 2, Duration::from_secs(10));
+}

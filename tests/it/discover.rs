@@ -224,3 +224,40 @@ fn snmpv3_auth_priv_is_found_only_with_the_right_passphrases() {
         assert!(!String::from_utf8_lossy(&out.stderr).contains(secret.as_str()));
     }
 }
+
+#[test]
+fn operator_rules_from_the_config_come_first_and_are_checked() {
+    let sim = SnmpSim::start_lan(&project_recordings()[2..], "127.0.1", 141);
+    let dir = support::temp_dir("operator-rules");
+    let rules = dir.path().join("rules.toml");
+    // This provider ships these MikroTik boxes as managed firewalls.
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"acme-managed-firewall\"\nkind = \"firewall\"\nvendor = \"MikroTik\"\nsys_descr = '^RouterOS RB750'\n",
+    )
+    .expect("write rules");
+    let config = dir.path().join("agent.toml");
+    let text = format!(
+        "[discovery]\nlan_subnets = false\ntargets = [\"127.0.1.141:{}\"]\nrules_file = \"{}\"\n",
+        sim.port(),
+        rules.display()
+    );
+    std::fs::write(&config, text).expect("write config");
+    let found = discover(&["--config", config.to_str().expect("utf-8")]);
+    assert_eq!(found[0]["kind"], "firewall");
+    assert_eq!(found[0]["rule"], "acme-managed-firewall");
+
+    // A broken rules file makes the config invalid, naming the rules file and the rule.
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"broken\"\nkind = \"gateway\"\nsys_descr = 'x'\n",
+    )
+    .expect("write rules");
+    let out = agent::run(&["config", "check", config.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rules.toml") && err.contains("broken") && err.contains("unknown kind"),
+        "{err}"
+    );
+}

@@ -183,27 +183,8 @@ impl SnmpSim {
             for device in &mut devices {
                 device.addr.set_port(port);
             }
-            let mut command = Command::new(&binary);
-            command.env("HOME", dir.path().join("home"));
-            if running_as_root() {
-                command.args(["--process-user=nobody", "--process-group=nogroup"]);
-            }
-            if mode == Mode::Lan {
-                command.arg("--v2c-arch");
-            }
-            command
-                .arg(format!("--data-dir={}", dir.path().join("data").display()))
-                .arg(format!(
-                    "--cache-dir={}",
-                    dir.path().join("cache").display()
-                ));
-            let endpoints: Vec<SocketAddr> = match mode {
-                Mode::Communities => vec![devices[0].addr],
-                Mode::Lan => devices.iter().map(|d| d.addr).collect(),
-            };
-            for endpoint in &endpoints {
-                command.arg(format!("--agent-udpv4-endpoint={endpoint}"));
-            }
+            let mut command = snmpsimd_command(&binary, dir.path(), mode, &devices);
+            let endpoints = endpoints(mode, &devices);
             let mut child = ChildGuard::spawn("snmpsimd", &mut command, &output_path);
 
             let mut ready = 0;
@@ -271,6 +252,40 @@ impl SnmpSim {
 
     /// Every address a device answers on (one per device in LAN mode; the
     /// single shared endpoint in communities mode).
+    /// Stops the simulator: every device falls silent. Files and port are kept.
+    pub fn stop(&mut self) {
+        self.child.stop();
+    }
+
+    /// Starts the simulator again on the same port after [`SnmpSim::stop`]:
+    /// the devices come back, their counters and uptime started over, as after
+    /// a reboot.
+    pub fn start_again(&mut self) {
+        let binary = require_tool("snmpsimd", "snmpsim");
+        let output_path = self.dir.path().join("snmpsimd-again.log");
+        let mut command = snmpsimd_command(&binary, self.dir.path(), self.mode, &self.devices);
+        let mut child = ChildGuard::spawn("snmpsimd", &mut command, &output_path);
+        let devices = self.devices.clone();
+        wait_for_child(
+            &mut child,
+            STARTUP_TIMEOUT,
+            "snmpsimd to answer again",
+            || {
+                devices
+                    .iter()
+                    .all(|d| snmp_get_answers(d.addr, &d.community, Duration::from_millis(250)))
+            },
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "snmpsimd did not come back on port {}: {e}\n{}",
+                self.port,
+                child.output()
+            )
+        });
+        self.child = child;
+    }
+
     pub fn endpoints(&self) -> Vec<SocketAddr> {
         match self.mode {
             Mode::Communities => vec![self.devices[0].addr],
@@ -344,4 +359,31 @@ fn file_stem(path: &Path) -> String {
         .and_then(|s| s.to_str())
         .unwrap_or_else(|| panic!("recording {} has no UTF-8 file stem", path.display()))
         .to_owned()
+}
+
+/// The endpoints snmpsimd listens on: one for communities mode, one per device for LAN mode.
+fn endpoints(mode: Mode, devices: &[SimDevice]) -> Vec<SocketAddr> {
+    match mode {
+        Mode::Communities => vec![devices[0].addr],
+        Mode::Lan => devices.iter().map(|d| d.addr).collect(),
+    }
+}
+
+/// The snmpsimd command line for this data dir, mode and devices.
+fn snmpsimd_command(binary: &Path, dir: &Path, mode: Mode, devices: &[SimDevice]) -> Command {
+    let mut command = Command::new(binary);
+    command.env("HOME", dir.join("home"));
+    if running_as_root() {
+        command.args(["--process-user=nobody", "--process-group=nogroup"]);
+    }
+    if mode == Mode::Lan {
+        command.arg("--v2c-arch");
+    }
+    command
+        .arg(format!("--data-dir={}", dir.join("data").display()))
+        .arg(format!("--cache-dir={}", dir.join("cache").display()));
+    for endpoint in endpoints(mode, devices) {
+        command.arg(format!("--agent-udpv4-endpoint={endpoint}"));
+    }
+    command
 }
