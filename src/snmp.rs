@@ -46,7 +46,10 @@ impl Oid {
     }
 
     fn from_snmp2(oid: &snmp2::Oid<'_>) -> Option<Oid> {
-        oid.iter().map(|arcs| Oid(arcs.collect()))
+        let arcs: Vec<u64> = oid.iter()?.collect();
+        // BER packs the first two arcs into one; asn1-rs reads zeroDotZero's
+        // single 0x00 byte as the one arc [0].
+        Some(Oid(if arcs == [0] { vec![0, 0] } else { arcs }))
     }
 }
 
@@ -227,6 +230,10 @@ impl Client {
         }
     }
 
+    pub fn version(&self) -> SnmpVersion {
+        self.credential.version
+    }
+
     pub fn credential_name(&self) -> &str {
         &self.credential.name
     }
@@ -344,6 +351,15 @@ enum Request {
 }
 
 impl Request {
+    /// How many varbinds a well-formed answer carries (None: any number, for bulk walks).
+    fn expected_varbinds(&self) -> Option<usize> {
+        match self {
+            Request::Get(oids) | Request::GetBulkMany(oids, _) => Some(oids.len()),
+            Request::GetNext(_) => Some(1),
+            Request::GetBulk(..) => None,
+        }
+    }
+
     async fn send(&self, session: &mut AsyncSession) -> Result<Vec<(Oid, Value)>, SnmpError> {
         let pdu = match self {
             Request::Get(oids) => {
@@ -359,7 +375,15 @@ impl Request {
                 session.getbulk(&refs, *non_repeaters, 0).await
             }
         };
-        collect(&pdu.map_err(map_error)?)
+        let varbinds = collect(&pdu.map_err(map_error)?)?;
+        // snmp2 stops quietly at a malformed varbind; a short answer is a bad one.
+        match self.expected_varbinds() {
+            Some(n) if varbinds.len() != n => Err(SnmpError::BadReply(format!(
+                "{} varbind(s) in the answer, {n} asked for",
+                varbinds.len()
+            ))),
+            _ => Ok(varbinds),
+        }
     }
 }
 
