@@ -145,6 +145,7 @@ fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
             credentials,
             rules,
             &config.discovery,
+            None,
             &mut shutdown,
         )
         .await

@@ -112,11 +112,14 @@ pub async fn expand(targets: &[TargetSpec]) -> Vec<SocketAddr> {
 }
 
 /// Probes every address; returns the devices that answered, in address order.
+/// With `found`, each device is also handed on as soon as it is known, so
+/// that one slow device does not hold back the reports of the others.
 pub async fn sweep(
     addresses: Vec<SocketAddr>,
     credentials: Arc<[Credential]>,
     rules: Arc<Rules>,
     settings: &DiscoveryConfig,
+    found: Option<&tokio::sync::mpsc::Sender<Vec<Device>>>,
     shutdown: &mut Shutdown,
 ) -> Sweep {
     let started = Instant::now();
@@ -141,7 +144,15 @@ pub async fn sweep(
     loop {
         tokio::select! {
             next = probes.join_next() => match next {
-                Some(Ok(Some(device))) => devices.push(device),
+                Some(Ok(Some(device))) => {
+                    if let Some(found) = found {
+                        if found.send(vec![device.clone()]).await.is_err() {
+                            interrupted = true;
+                            break;
+                        }
+                    }
+                    devices.push(device);
+                }
                 Some(Ok(None)) => {}
                 Some(Err(e)) => tracing::error!(error = %e, "a discovery probe failed unexpectedly"),
                 None => break,
@@ -258,6 +269,7 @@ pub async fn run(
             credentials,
             rules,
             &settings.discovery,
+            Some(&sweeps),
             &mut shutdown,
         )
         .await;
@@ -265,9 +277,6 @@ pub async fn run(
             break;
         }
         tracing::info!(found = result.devices.len(), probed = result.probed, elapsed = ?result.elapsed, "discovery sweep finished");
-        if sweeps.send(result.devices).await.is_err() {
-            break;
-        }
         let next = tokio::time::sleep(settings.discovery.interval.get());
         tokio::pin!(next);
         loop {

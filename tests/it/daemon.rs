@@ -248,3 +248,61 @@ fn a_device_that_goes_away_is_lost_then_found_again_with_its_reboot() {
     daemon.wait_log("rediscovery requested", 1, Duration::from_secs(5));
     daemon.wait_log("discovery sweep finished", 2, Duration::from_secs(10));
 }
+
+#[test]
+fn a_slow_device_never_delays_the_others() {
+    use crate::support::rogue::{sample_table, Behaviour, Rogue};
+    let broker = Mosquitto::start();
+    let sim = SnmpSim::start_lan(
+        &[project_data_dir().join("soho-router.snmprec")],
+        "127.0.1",
+        71,
+    );
+    // Every answer 1.5 s late: inventory takes it many seconds, and each poll overruns.
+    let slow = Rogue::start(
+        sample_table(2),
+        &[Behaviour::SlowReplies(Duration::from_millis(1500))],
+    );
+    let dir = support::temp_dir("daemon-slow");
+    let config = dir.path().join("agent.toml");
+    let text = format!(
+        "[agent]\nid = \"{AGENT_ID}\"\n[mqtt]\nhost = \"127.0.0.1\"\nport = {}\n\
+         [discovery]\nlan_subnets = false\ntargets = [\"{}\", \"127.0.1.71:{}\"]\ntimeout = \"2s\"\nretries = 0\n\
+         [polling]\ninterval = \"1s\"\ntimeout = \"2s\"\nretries = 0\n[storage]\nstate_dir = \"{}\"\n",
+        broker.port(),
+        slow.addr(),
+        sim.port(),
+        dir.path().join("state").display()
+    );
+    std::fs::write(&config, text).expect("write config");
+    let mut sub = broker.subscribe(&format!("cpe/v1/{AGENT_ID}/devices/#"));
+    let _daemon = Daemon::start(&config, dir.path().join("agent.log"));
+
+    // The router is reported while the slow device is still being inventoried.
+    let started = Instant::now();
+    let inventory = sub.expect_message(Duration::from_secs(5), |m| m.topic.ends_with("/inventory"));
+    assert_eq!(
+        inventory.json()["kind"],
+        "router",
+        "the fast device comes first: {}",
+        inventory.text()
+    );
+    let router = inventory.json()["device_id"]
+        .as_str()
+        .expect("device id")
+        .to_string();
+    let healthy = sub.messages_until(Duration::from_secs(6), |_| false);
+    let router_polls = healthy
+        .iter()
+        .filter(|m| m.topic.ends_with("/health") && m.json()["device_id"] == router.as_str())
+        .count();
+    assert!(
+        router_polls >= 4,
+        "the router was polled {router_polls} times in 6 s beside a slow device"
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+    // The slow device is found in the end: slowness is not silence.
+    sub.expect_message(Duration::from_secs(30), |m| {
+        m.topic.ends_with("/inventory") && m.json()["device_id"] != router.as_str()
+    });
+}
