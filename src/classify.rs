@@ -49,7 +49,7 @@ pub struct Evidence {
 }
 
 /// ENTITY-MIB entPhysicalTable facts of one entity.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
 pub struct EntityFacts {
     pub descr: Option<String>,
     pub name: Option<String>,

@@ -47,14 +47,8 @@ pub struct Interface {
 pub struct Entity {
     pub index: u64,
     pub class: Option<String>,
-    pub descr: Option<String>,
-    pub name: Option<String>,
-    pub model: Option<String>,
-    pub mfg: Option<String>,
-    pub serial: Option<String>,
-    pub hardware_rev: Option<String>,
-    pub firmware_rev: Option<String>,
-    pub software_rev: Option<String>,
+    #[serde(flatten)]
+    pub facts: EntityFacts,
 }
 
 /// An IPv4 address of the device, from ipAddrTable.
@@ -374,14 +368,16 @@ pub fn entities_from(rows: &Rows) -> Vec<Entity> {
             Some(Entity {
                 index: *index,
                 class: entity_class(number(row, 5)),
-                descr: text(row, 2),
-                name: text(row, 7),
-                hardware_rev: text(row, 8),
-                firmware_rev: text(row, 9),
-                software_rev: text(row, 10),
-                serial: text(row, 11),
-                mfg: text(row, 12),
-                model: text(row, 13),
+                facts: EntityFacts {
+                    descr: text(row, 2),
+                    name: text(row, 7),
+                    hardware_rev: text(row, 8),
+                    firmware_rev: text(row, 9),
+                    software_rev: text(row, 10),
+                    serial: text(row, 11),
+                    mfg: text(row, 12),
+                    model: text(row, 13),
+                },
             })
         })
         .collect()
@@ -393,16 +389,7 @@ fn chassis(entities: &[Entity]) -> Option<EntityFacts> {
         .iter()
         .find(|e| e.class.as_deref() == Some("chassis"))
         .or_else(|| entities.first())?;
-    Some(EntityFacts {
-        descr: e.descr.clone(),
-        name: e.name.clone(),
-        model: e.model.clone(),
-        mfg: e.mfg.clone(),
-        serial: e.serial.clone(),
-        hardware_rev: e.hardware_rev.clone(),
-        firmware_rev: e.firmware_rev.clone(),
-        software_rev: e.software_rev.clone(),
-    })
+    Some(e.facts.clone())
 }
 
 pub fn ip_addresses_from(rows: &Rows) -> Vec<IpAddress> {

@@ -222,35 +222,10 @@ async fn docsis(client: &mut Client, options: &mut WalkOptions, reading: &mut Re
             })
         })
         .collect();
-    let mut upstream: Vec<DocsisChannel> = table(client, &DOCS3_US_STATUS, options)
-        .await
-        .iter()
-        .filter_map(|(index, row)| {
-            let [channel] = index.as_slice() else {
-                return None;
-            };
-            Some(DocsisChannel {
-                channel: *channel,
-                power_dbmv: tenths(row.get(&1)),
-                snr_db: None,
-            })
-        })
-        .collect();
+    // DOCSIS 3.0 modems report each upstream's power; older ones one value.
+    let mut upstream = upstream_power(&table(client, &DOCS3_US_STATUS, options).await, 1);
     if upstream.is_empty() {
-        let status = table(client, &DOCS_CM_STATUS, options).await;
-        upstream = status
-            .iter()
-            .filter_map(|(index, row)| {
-                let [channel] = index.as_slice() else {
-                    return None;
-                };
-                Some(DocsisChannel {
-                    channel: *channel,
-                    power_dbmv: tenths(row.get(&3)),
-                    snr_db: None,
-                })
-            })
-            .collect();
+        upstream = upstream_power(&table(client, &DOCS_CM_STATUS, options).await, 3);
     }
     let sum = |column: u64| {
         quality
@@ -271,6 +246,22 @@ async fn docsis(client: &mut Client, options: &mut WalkOptions, reading: &mut Re
         upstream,
         uncorrectable_ratio: None,
     });
+}
+
+/// One channel per row, its power (tenths of dBmV) in `column`.
+fn upstream_power(rows: &Rows, column: u64) -> Vec<DocsisChannel> {
+    rows.iter()
+        .filter_map(|(index, row)| {
+            let [channel] = index.as_slice() else {
+                return None;
+            };
+            Some(DocsisChannel {
+                channel: *channel,
+                power_dbmv: tenths(row.get(&column)),
+                snr_db: None,
+            })
+        })
+        .collect()
 }
 
 async fn adsl(client: &mut Client, options: &mut WalkOptions) -> Dsl {
