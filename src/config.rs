@@ -42,6 +42,7 @@ pub struct Config {
     pub polling: PollingConfig,
     pub storage: StorageConfig,
     pub provisioning: ProvisioningConfig,
+    pub thresholds: Thresholds,
     /// The text of `discovery.rules_file`, read and checked when the config is loaded.
     #[serde(skip)]
     pub operator_rules: Option<String>,
@@ -229,17 +230,171 @@ impl Default for PollingConfig {
     }
 }
 
+/// `[thresholds]`: limits whose crossing is an event. Each is `{ min = .., max = .. }`
+/// (either or both); remove a limit by setting it to `{}`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Thresholds {
+    pub cpu_percent: Limit,
+    pub memory_percent: Limit,
+    pub storage_percent: Limit,
+    pub interface_errors_per_s: Limit,
+    pub docsis_downstream_power_dbmv: Limit,
+    pub docsis_snr_db: Limit,
+    pub docsis_upstream_power_dbmv: Limit,
+    pub dsl_snr_margin_db: Limit,
+    pub ups_charge_percent: Limit,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        let max = |v| Limit {
+            min: None,
+            max: Some(v),
+        };
+        let min = |v| Limit {
+            min: Some(v),
+            max: None,
+        };
+        let range = |a, b| Limit {
+            min: Some(a),
+            max: Some(b),
+        };
+        Thresholds {
+            cpu_percent: max(90.0),
+            memory_percent: max(90.0),
+            storage_percent: max(90.0),
+            interface_errors_per_s: max(1.0),
+            // DOCSIS 3.0 operating ranges commonly used by cable operators.
+            docsis_downstream_power_dbmv: range(-15.0, 15.0),
+            docsis_snr_db: min(30.0),
+            docsis_upstream_power_dbmv: range(35.0, 52.0),
+            dsl_snr_margin_db: min(6.0),
+            ups_charge_percent: min(50.0),
+        }
+    }
+}
+
+/// A lower and/or upper bound.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Limit {
+    /// The bound `value` is outside of, if any.
+    pub fn breached_by(&self, value: f64) -> Option<f64> {
+        match (self.min, self.max) {
+            (Some(min), _) if value < min => Some(min),
+            (_, Some(max)) if value > max => Some(max),
+            _ => None,
+        }
+    }
+}
+
 /// `[storage]`: where state survives restarts.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub state_dir: PathBuf,
+    /// The most disk the report queue may use; when full, the oldest health
+    /// samples are dropped (never events).
+    pub queue_max_bytes: ByteSize,
+    /// How often queued reports are forced to disk: "always", or a duration.
+    /// Events and inventory are always written through at once.
+    pub queue_fsync: FsyncSetting,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             state_dir: PathBuf::from("/var/lib/cpe-agent"),
+            queue_max_bytes: ByteSize(64 * 1024 * 1024),
+            queue_fsync: FsyncSetting::Interval(HumanDuration(Duration::from_secs(1))),
+        }
+    }
+}
+
+/// A size written the human way: "64MiB", "512KiB", "1GiB", or a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size like \"64MiB\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("expected a size like \"64MiB\", got {v}")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                parse_size(v)
+                    .map(ByteSize)
+                    .ok_or_else(|| E::custom(format!("expected a size like \"64MiB\", got {v:?}")))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" | "KB" => 1 << 10,
+        "MiB" | "M" | "MB" => 1 << 20,
+        "GiB" | "G" | "GB" => 1 << 30,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+/// `storage.queue_fsync`: "always", or a duration like "1s".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncSetting {
+    Always,
+    Interval(HumanDuration),
+}
+
+impl<'de> Deserialize<'de> for FsyncSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text == "always" {
+            return Ok(FsyncSetting::Always);
+        }
+        humantime::parse_duration(&text)
+            .map(|d| FsyncSetting::Interval(HumanDuration(d)))
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "expected \"always\" or a duration like \"1s\", got {text:?}"
+                ))
+            })
+    }
+}
+
+impl Serialize for FsyncSetting {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            FsyncSetting::Always => s.serialize_str("always"),
+            FsyncSetting::Interval(d) => d.serialize(s),
         }
     }
 }
@@ -562,6 +717,7 @@ impl Config {
             );
         }
         self.polling.validate()?;
+        self.thresholds.validate()?;
         if self.storage.state_dir.as_os_str().is_empty() {
             return bad(
                 "storage.state_dir",
@@ -687,6 +843,39 @@ impl DiscoveryConfig {
                 "discovery.interval".into(),
                 "expected at least \"1m\" between sweeps".into(),
             ));
+        }
+        Ok(())
+    }
+}
+
+impl Thresholds {
+    fn validate(&self) -> Result<(), Invalid> {
+        let all = [
+            ("cpu_percent", self.cpu_percent),
+            ("memory_percent", self.memory_percent),
+            ("storage_percent", self.storage_percent),
+            ("interface_errors_per_s", self.interface_errors_per_s),
+            (
+                "docsis_downstream_power_dbmv",
+                self.docsis_downstream_power_dbmv,
+            ),
+            ("docsis_snr_db", self.docsis_snr_db),
+            (
+                "docsis_upstream_power_dbmv",
+                self.docsis_upstream_power_dbmv,
+            ),
+            ("dsl_snr_margin_db", self.dsl_snr_margin_db),
+            ("ups_charge_percent", self.ups_charge_percent),
+        ];
+        for (name, limit) in all {
+            if let (Some(min), Some(max)) = (limit.min, limit.max) {
+                if min > max {
+                    return Err((
+                        format!("thresholds.{name}"),
+                        format!("min {min} is above max {max}"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -909,6 +1098,21 @@ mod tests {
             config.mqtt.password.as_ref().map(Secret::expose),
             Some("hunter22")
         );
+    }
+
+    #[test]
+    fn sizes_and_fsync_settings_parse() {
+        let text = "[storage]\nqueue_max_bytes = \"16MiB\"\nqueue_fsync = \"always\"\n";
+        let config = parse(text, "agent.toml").expect("valid");
+        assert_eq!(config.storage.queue_max_bytes, ByteSize(16 << 20));
+        assert_eq!(config.storage.queue_fsync, FsyncSetting::Always);
+        let e = err("[storage]\nqueue_max_bytes = \"lots\"\n");
+        assert!(
+            e.contains("storage.queue_max_bytes") && e.contains("64MiB"),
+            "{e}"
+        );
+        let e = err("[storage]\nqueue_fsync = \"sometimes\"\n");
+        assert!(e.contains("storage.queue_fsync"), "{e}");
     }
 
     #[test]

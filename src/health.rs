@@ -338,6 +338,118 @@ fn oper_name(code: u64) -> &'static str {
     }
 }
 
+/// A value outside its configured limit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Breach {
+    pub metric: &'static str,
+    /// What it is about, when the device has several (an interface, a channel).
+    pub subject: Option<String>,
+    pub value: f64,
+    pub limit: f64,
+}
+
+impl Breach {
+    /// Identifies the breach across polls.
+    pub fn key(&self) -> (&'static str, Option<String>) {
+        (self.metric, self.subject.clone())
+    }
+}
+
+/// Every value of `body` outside its limit in `limits`.
+pub fn breaches(body: &Body, limits: &crate::config::Thresholds) -> Vec<Breach> {
+    let mut out = Vec::new();
+    let mut check = |metric: &'static str,
+                     subject: Option<String>,
+                     value: Option<f64>,
+                     limit: &crate::config::Limit| {
+        if let Some(value) = value {
+            if let Some(bound) = limit.breached_by(value) {
+                out.push(Breach {
+                    metric,
+                    subject,
+                    value,
+                    limit: bound,
+                });
+            }
+        }
+    };
+    check("cpu_percent", None, body.cpu_percent, &limits.cpu_percent);
+    check(
+        "memory_percent",
+        None,
+        body.memory_percent,
+        &limits.memory_percent,
+    );
+    for storage in &body.storage {
+        check(
+            "storage_percent",
+            Some(storage.name.clone()),
+            Some(storage.used_percent),
+            &limits.storage_percent,
+        );
+    }
+    for interface in &body.interfaces {
+        let errors = match (interface.in_errors_per_s, interface.out_errors_per_s) {
+            (None, None) => None,
+            (a, b) => Some(round2(a.unwrap_or(0.0) + b.unwrap_or(0.0))),
+        };
+        let name = interface
+            .name
+            .clone()
+            .unwrap_or_else(|| interface.index.to_string());
+        check(
+            "interface_errors_per_s",
+            Some(name),
+            errors,
+            &limits.interface_errors_per_s,
+        );
+    }
+    if let Some(docsis) = &body.docsis {
+        for ch in &docsis.downstream {
+            let subject = Some(format!("downstream {}", ch.channel));
+            check(
+                "docsis_downstream_power_dbmv",
+                subject.clone(),
+                ch.power_dbmv,
+                &limits.docsis_downstream_power_dbmv,
+            );
+            check("docsis_snr_db", subject, ch.snr_db, &limits.docsis_snr_db);
+        }
+        for ch in &docsis.upstream {
+            let subject = Some(format!("upstream {}", ch.channel));
+            check(
+                "docsis_upstream_power_dbmv",
+                subject,
+                ch.power_dbmv,
+                &limits.docsis_upstream_power_dbmv,
+            );
+        }
+    }
+    if let Some(dsl) = &body.dsl {
+        check(
+            "dsl_snr_margin_db",
+            Some("downstream".into()),
+            dsl.down_snr_margin_db,
+            &limits.dsl_snr_margin_db,
+        );
+        check(
+            "dsl_snr_margin_db",
+            Some("upstream".into()),
+            dsl.up_snr_margin_db,
+            &limits.dsl_snr_margin_db,
+        );
+    }
+    if let Some(ups) = &body.ups {
+        check(
+            "ups_charge_percent",
+            None,
+            ups.charge_percent,
+            &limits.ups_charge_percent,
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,5 +630,37 @@ mod tests {
         after.codewords = Some((Counter::C32(2_000), Counter::C32(15)));
         let (body, _) = evaluate(Some(&before), &after, MINUTE);
         assert_eq!(body.docsis.and_then(|d| d.uncorrectable_ratio), Some(0.005));
+    }
+
+    #[test]
+    fn breaches_name_metric_subject_and_the_bound() {
+        let body = Body {
+            cpu_percent: Some(97.0),
+            docsis: Some(Docsis {
+                downstream: vec![DocsisChannel {
+                    channel: 3,
+                    power_dbmv: Some(-16.5),
+                    snr_db: Some(38.0),
+                }],
+                upstream: vec![DocsisChannel {
+                    channel: 2,
+                    power_dbmv: Some(44.0),
+                    snr_db: None,
+                }],
+                uncorrectable_ratio: None,
+            }),
+            ..Body::default()
+        };
+        let found = breaches(&body, &crate::config::Thresholds::default());
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!((found[0].metric, found[0].limit), ("cpu_percent", 90.0));
+        assert_eq!(found[1].metric, "docsis_downstream_power_dbmv");
+        assert_eq!(found[1].subject.as_deref(), Some("downstream 3"));
+        assert_eq!(found[1].limit, -15.0);
+        let none = crate::config::Thresholds {
+            cpu_percent: crate::config::Limit::default(),
+            ..Default::default()
+        };
+        assert_eq!(breaches(&body, &none).len(), 1);
     }
 }

@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod cli;
 pub mod config;
+pub mod contract;
 pub mod daemon;
 pub mod diag;
 pub mod discovery;
@@ -15,6 +16,7 @@ pub mod health;
 pub mod identity;
 pub mod inventory;
 pub mod logging;
+pub mod metrics;
 pub mod polling;
 pub mod reading;
 pub mod report;

@@ -67,6 +67,22 @@ pub enum DeviceEvent {
         if_index: u64,
         name: Option<String>,
     },
+    ThresholdCrossed {
+        device_id: String,
+        metric: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        value: f64,
+        limit: f64,
+    },
+    ThresholdCleared {
+        device_id: String,
+        metric: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
+        value: f64,
+        limit: f64,
+    },
 }
 
 impl DeviceEvent {
@@ -76,7 +92,9 @@ impl DeviceEvent {
             | DeviceEvent::Lost { device_id, .. }
             | DeviceEvent::Rebooted { device_id, .. }
             | DeviceEvent::InterfaceUp { device_id, .. }
-            | DeviceEvent::InterfaceDown { device_id, .. } => device_id,
+            | DeviceEvent::InterfaceDown { device_id, .. }
+            | DeviceEvent::ThresholdCrossed { device_id, .. }
+            | DeviceEvent::ThresholdCleared { device_id, .. } => device_id,
         }
     }
 }
@@ -106,6 +124,8 @@ pub async fn run(
                             });
                         }
                         None => {
+                            crate::metrics::bump(&crate::metrics::DEVICES_KNOWN);
+                            crate::metrics::bump(&crate::metrics::DEVICES_REACHABLE);
                             let (updates, device_rx) = watch::channel(device.clone());
                             known.insert(device.id.clone(), updates);
                             let poller = DevicePoller::new(device_rx, config.clone(), reports.clone(), Arc::clone(&permits));
@@ -142,6 +162,8 @@ struct DevicePoller {
     permits: Arc<Semaphore>,
     client: Option<Client>,
     last: Option<(Instant, Reading)>,
+    /// Limits currently crossed, so that each crossing is told once.
+    breached: BTreeMap<(&'static str, Option<String>), health::Breach>,
     missed: u32,
     lost: bool,
 }
@@ -160,6 +182,7 @@ impl DevicePoller {
             permits,
             client: None,
             last: None,
+            breached: BTreeMap::new(),
             missed: 0,
             lost: false,
         }
@@ -180,6 +203,7 @@ impl DevicePoller {
             tokio::select! {
                 _ = shutdown.wait() => return,
                 _ = tokio::time::sleep_until(next.into()) => {
+                    crate::metrics::record_poll_lag(Instant::now().saturating_duration_since(next));
                     let interval = self.config.borrow().polling.interval.get();
                     next = Instant::now() + interval;
                     // A poll never runs into the next one: what is not read by then is missed.
@@ -258,6 +282,8 @@ impl DevicePoller {
         let now = Instant::now();
         if self.lost {
             tracing::info!(device = %device.id, "device answers again");
+            crate::metrics::DEVICES_LOST.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            crate::metrics::bump(&crate::metrics::DEVICES_REACHABLE);
             send(
                 &self.reports,
                 Report::Event(DeviceEvent::Found {
@@ -278,6 +304,8 @@ impl DevicePoller {
         for change in changes {
             send(&self.reports, Report::Event(event(&device.id, change)));
         }
+        let limits = self.config.borrow().thresholds.clone();
+        self.threshold_events(&device.id, health::breaches(&body, &limits));
         send(
             &self.reports,
             Report::Health(HealthSample {
@@ -294,12 +322,48 @@ impl DevicePoller {
         self.last = Some((now, reading));
     }
 
+    /// Tells new crossings and the ones that ended since the last poll.
+    fn threshold_events(&mut self, device_id: &str, now: Vec<health::Breach>) {
+        let now: BTreeMap<_, _> = now.into_iter().map(|b| (b.key(), b)).collect();
+        for (key, breach) in &now {
+            if !self.breached.contains_key(key) {
+                send(
+                    &self.reports,
+                    Report::Event(DeviceEvent::ThresholdCrossed {
+                        device_id: device_id.to_string(),
+                        metric: breach.metric.to_string(),
+                        subject: breach.subject.clone(),
+                        value: breach.value,
+                        limit: breach.limit,
+                    }),
+                );
+            }
+        }
+        for (key, old) in &self.breached {
+            if !now.contains_key(key) {
+                send(
+                    &self.reports,
+                    Report::Event(DeviceEvent::ThresholdCleared {
+                        device_id: device_id.to_string(),
+                        metric: old.metric.to_string(),
+                        subject: old.subject.clone(),
+                        value: old.value,
+                        limit: old.limit,
+                    }),
+                );
+            }
+        }
+        self.breached = now;
+    }
+
     fn missed(&mut self, device: &Device) {
         self.missed += 1;
         let lost_after = self.config.borrow().polling.lost_after;
         if !self.lost && self.missed >= lost_after {
             self.lost = true;
             tracing::warn!(device = %device.id, missed = self.missed, "device lost");
+            crate::metrics::bump(&crate::metrics::DEVICES_LOST);
+            crate::metrics::DEVICES_REACHABLE.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             send(
                 &self.reports,
                 Report::Event(DeviceEvent::Lost {

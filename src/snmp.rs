@@ -321,6 +321,7 @@ impl Client {
             let Some(session) = self.session.as_mut() else {
                 continue;
             };
+            crate::metrics::bump(&crate::metrics::SNMP_REQUESTS);
             match tokio::time::timeout(timeout, request.send(session)).await {
                 Ok(Ok(varbinds)) => return Ok(varbinds),
                 Ok(Err(e @ SnmpError::ErrorStatus { .. })) => return Err(e),
@@ -332,6 +333,7 @@ impl Client {
                     last = e;
                 }
                 Err(_) => {
+                    crate::metrics::bump(&crate::metrics::SNMP_TIMEOUTS);
                     self.session = None;
                     last = SnmpError::Timeout(timeout);
                 }

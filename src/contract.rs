@@ -1,0 +1,449 @@
+//! The MQTT contract: topic names and payloads, as pure functions.
+//!
+//! docs/mqtt.md is the NOC-facing description and docs/schemas/ the JSON
+//! Schemas; this module is what produces them, tested without a broker.
+//! Topics (prefix `mqtt.topic_prefix`, default `cpe/v1/{agent_id}`):
+//! - `{prefix}/status` (retained): online at every connect, offline as the
+//!   last will and at a clean shutdown;
+//! - `{prefix}/devices/{id}/inventory` (retained), `.../health`, `.../events`;
+//! - `{prefix}/agent/health`: the agent's own health.
+//!
+//! Every payload has `schema`, `ts` (RFC 3339 UTC), `agent_id`, `device_id`
+//! where one applies, and — on every topic but status — `seq`: one stream per
+//! agent, strictly increasing across restarts, so that a consumer sees gaps
+//! and drops duplicates. Status messages are outside the stream (the last will
+//! is fixed at connect time and sent by the broker); they carry `last_seq`.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::{json, Value as Json};
+
+use crate::config::MqttConfig;
+use crate::discovery::Device;
+use crate::polling::{DeviceEvent, HealthSample};
+
+/// One thing to report about a device.
+#[derive(Debug, Clone)]
+pub enum Report {
+    Inventory(Device),
+    Lost(Device),
+    Health(HealthSample),
+    Event(DeviceEvent),
+}
+
+impl Report {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Report::Inventory(_) | Report::Lost(_) => "inventory",
+            Report::Health(_) => "health",
+            Report::Event(_) => "event",
+        }
+    }
+}
+
+/// One MQTT message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub topic: String,
+    pub payload: Json,
+    pub retain: bool,
+}
+
+/// The agent's own health, published on `{prefix}/agent/health`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentHealth {
+    pub rss_bytes: Option<u64>,
+    pub queue: QueueHealth,
+    pub poll_lag_s: f64,
+    pub devices: DeviceCounts,
+    pub snmp: SnmpCounts,
+    pub mqtt: MqttCounts,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueueHealth {
+    pub records: u64,
+    pub bytes: u64,
+    pub oldest_age_s: Option<f64>,
+    pub dropped_health: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceCounts {
+    pub known: u64,
+    pub reachable: u64,
+    pub lost: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnmpCounts {
+    pub requests: u64,
+    pub timeouts: u64,
+    pub bad_replies: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MqttCounts {
+    pub connected: bool,
+    pub reconnects: u64,
+    pub published: u64,
+    pub dropped: u64,
+}
+
+/// What the status message says about the agent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Status {
+    Online {
+        started: SystemTime,
+        devices: usize,
+        config_version: String,
+        last_seq: u64,
+    },
+    /// A clean shutdown.
+    Offline { last_seq: u64 },
+    /// The last will, sent by the broker when the connection is lost.
+    Will,
+}
+
+/// Names topics and shapes payloads for one agent.
+#[derive(Debug, Clone)]
+pub struct Contract {
+    agent_id: String,
+    prefix: String,
+}
+
+impl Contract {
+    pub fn new(agent_id: &str, mqtt: &MqttConfig) -> Contract {
+        Contract {
+            agent_id: agent_id.to_string(),
+            prefix: mqtt.topic_prefix.replace("{agent_id}", agent_id),
+        }
+    }
+
+    pub fn status_topic(&self) -> String {
+        format!("{}/status", self.prefix)
+    }
+
+    pub fn agent_health_topic(&self) -> String {
+        format!("{}/agent/health", self.prefix)
+    }
+
+    fn device_topic(&self, device_id: &str, leaf: &str) -> String {
+        format!("{}/devices/{device_id}/{leaf}", self.prefix)
+    }
+
+    fn envelope(
+        &self,
+        schema: &str,
+        device_id: Option<&str>,
+        seq: Option<u64>,
+        body: Json,
+    ) -> Json {
+        let mut payload = json!({
+            "schema": schema,
+            "ts": now_rfc3339(),
+            "agent_id": self.agent_id,
+        });
+        if let Some(id) = device_id {
+            payload["device_id"] = json!(id);
+        }
+        if let Some(seq) = seq {
+            payload["seq"] = json!(seq);
+        }
+        if let (Json::Object(out), Json::Object(extra)) = (&mut payload, body) {
+            out.extend(extra);
+        }
+        payload
+    }
+
+    /// The retained status message.
+    pub fn status(&self, status: &Status) -> Message {
+        let body = match status {
+            Status::Online {
+                started,
+                devices,
+                config_version,
+                last_seq,
+            } => json!({
+                "state": "online",
+                "version": env!("CARGO_PKG_VERSION"),
+                "started_at": humantime::format_rfc3339_seconds(*started).to_string(),
+                "devices": devices,
+                "config_version": config_version,
+                "last_seq": last_seq,
+            }),
+            Status::Offline { last_seq } => {
+                json!({ "state": "offline", "reason": "shutdown", "last_seq": last_seq })
+            }
+            Status::Will => json!({ "state": "offline", "reason": "connection_lost" }),
+        };
+        Message {
+            topic: self.status_topic(),
+            payload: self.envelope("cpe-agent/status/1", None, None, body),
+            retain: true,
+        }
+    }
+
+    /// Where a report is published: its topic, and whether it is retained.
+    pub fn placement(&self, report: &Report) -> (String, bool) {
+        match report {
+            Report::Inventory(device) | Report::Lost(device) => {
+                (self.device_topic(&device.id, "inventory"), true)
+            }
+            Report::Health(sample) => (self.device_topic(&sample.device_id, "health"), false),
+            Report::Event(event) => (self.device_topic(event.device_id(), "events"), false),
+        }
+    }
+
+    /// A device report, with its place `seq` in the agent's stream.
+    pub fn report(&self, report: &Report, seq: u64) -> Message {
+        match report {
+            Report::Inventory(device) | Report::Lost(device) => {
+                let state = if matches!(report, Report::Lost(_)) {
+                    "lost"
+                } else {
+                    "present"
+                };
+                let mut body = serde_json::to_value(device).unwrap_or_default();
+                body["state"] = json!(state);
+                if let Json::Object(map) = &mut body {
+                    map.remove("id");
+                }
+                Message {
+                    topic: self.device_topic(&device.id, "inventory"),
+                    payload: self.envelope(
+                        "cpe-agent/inventory/1",
+                        Some(&device.id),
+                        Some(seq),
+                        body,
+                    ),
+                    retain: true,
+                }
+            }
+            Report::Health(sample) => Message {
+                topic: self.device_topic(&sample.device_id, "health"),
+                payload: self.envelope(
+                    "cpe-agent/health/1",
+                    None,
+                    Some(seq),
+                    serde_json::to_value(sample).unwrap_or_default(),
+                ),
+                retain: false,
+            },
+            Report::Event(event) => Message {
+                topic: self.device_topic(event.device_id(), "events"),
+                payload: self.envelope(
+                    "cpe-agent/event/1",
+                    None,
+                    Some(seq),
+                    serde_json::to_value(event).unwrap_or_default(),
+                ),
+                retain: false,
+            },
+        }
+    }
+
+    pub fn agent_health(&self, health: &AgentHealth, seq: u64) -> Message {
+        Message {
+            topic: self.agent_health_topic(),
+            payload: self.envelope(
+                "cpe-agent/agent-health/1",
+                None,
+                Some(seq),
+                serde_json::to_value(health).unwrap_or_default(),
+            ),
+            retain: false,
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
+}
+
+/// A short, stable fingerprint of the running config (secrets are masked
+/// before hashing, so it never reveals them): lets a NOC see that a gateway's
+/// config changed. Provider-pushed configs replace it with their version.
+pub fn config_version(config: &crate::config::Config) -> String {
+    let text = serde_json::to_string(config).unwrap_or_default();
+    // FNV-1a, 64 bit: stable across builds and platforms.
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("local-{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{Classification, Kind};
+    use crate::inventory::{Inventory, System};
+
+    fn contract() -> Contract {
+        Contract::new("gw-1", &MqttConfig::default())
+    }
+
+    fn device() -> Device {
+        Device {
+            id: "ip-127-0-1-1-161".into(),
+            address: "127.0.1.1".parse().expect("ip"),
+            port: 161,
+            credential: "lan".into(),
+            inventory: Inventory {
+                classification: Classification {
+                    kind: Kind::Modem,
+                    vendor: Some("ARRIS".into()),
+                    model: None,
+                    firmware: None,
+                    serial: None,
+                    rule: "test".into(),
+                    evidence: Vec::new(),
+                },
+                system: System {
+                    sys_descr: Some("modem".into()),
+                    sys_object_id: Some("1.3.6.1.4.1.4115.1".into()),
+                    ..System::default()
+                },
+                interfaces: Vec::new(),
+                entities: Vec::new(),
+                ip_addresses: Vec::new(),
+                subtrees: Default::default(),
+                bulk_ok: true,
+            },
+            sys_uptime: Some(5),
+        }
+    }
+
+    #[test]
+    fn status_online_offline_and_will() {
+        let online = contract().status(&Status::Online {
+            started: SystemTime::UNIX_EPOCH,
+            devices: 3,
+            config_version: "local-1".into(),
+            last_seq: 41,
+        });
+        assert_eq!(online.topic, "cpe/v1/gw-1/status");
+        assert!(online.retain);
+        assert_eq!(online.payload["state"], "online");
+        assert_eq!(online.payload["devices"], 3);
+        assert_eq!(online.payload["last_seq"], 41);
+        assert_eq!(online.payload["schema"], "cpe-agent/status/1");
+        assert!(
+            online.payload.get("seq").is_none(),
+            "status is outside the seq stream"
+        );
+        let offline = contract().status(&Status::Offline { last_seq: 42 });
+        assert_eq!(
+            (
+                offline.payload["state"].as_str(),
+                offline.payload["reason"].as_str()
+            ),
+            (Some("offline"), Some("shutdown"))
+        );
+        assert_eq!(
+            contract().status(&Status::Will).payload["reason"],
+            "connection_lost"
+        );
+    }
+
+    #[test]
+    fn inventory_is_retained_with_seq_and_lost_is_marked() {
+        let inventory = contract().report(&Report::Inventory(device()), 7);
+        assert_eq!(
+            inventory.topic,
+            "cpe/v1/gw-1/devices/ip-127-0-1-1-161/inventory"
+        );
+        assert!(inventory.retain);
+        assert_eq!(inventory.payload["seq"], 7);
+        assert_eq!(inventory.payload["state"], "present");
+        assert_eq!(inventory.payload["kind"], "modem");
+        assert_eq!(inventory.payload["device_id"], "ip-127-0-1-1-161");
+        assert!(inventory.payload.get("id").is_none());
+        assert_eq!(
+            contract().report(&Report::Lost(device()), 8).payload["state"],
+            "lost"
+        );
+    }
+
+    #[test]
+    fn health_events_and_agent_health_are_not_retained() {
+        let health = contract().report(
+            &Report::Health(HealthSample {
+                device_id: "d1".into(),
+                reachable: true,
+                latency_ms: Some(1.5),
+                uptime_s: Some(1.0),
+                missed_polls: 0,
+                body: crate::health::Body::default(),
+            }),
+            9,
+        );
+        assert_eq!(health.topic, "cpe/v1/gw-1/devices/d1/health");
+        assert!(!health.retain);
+        assert_eq!(
+            (
+                health.payload["seq"].as_u64(),
+                health.payload["device_id"].as_str()
+            ),
+            (Some(9), Some("d1"))
+        );
+        let event = contract().report(
+            &Report::Event(DeviceEvent::Lost {
+                device_id: "d1".into(),
+                missed_polls: 3,
+            }),
+            10,
+        );
+        assert_eq!(event.topic, "cpe/v1/gw-1/devices/d1/events");
+        assert_eq!(event.payload["event"], "lost");
+        let agent = contract().agent_health(
+            &AgentHealth {
+                rss_bytes: Some(1),
+                queue: QueueHealth {
+                    records: 0,
+                    bytes: 0,
+                    oldest_age_s: None,
+                    dropped_health: 0,
+                },
+                poll_lag_s: 0.0,
+                devices: DeviceCounts {
+                    known: 0,
+                    reachable: 0,
+                    lost: 0,
+                },
+                snmp: SnmpCounts {
+                    requests: 0,
+                    timeouts: 0,
+                    bad_replies: 0,
+                },
+                mqtt: MqttCounts {
+                    connected: true,
+                    reconnects: 0,
+                    published: 0,
+                    dropped: 0,
+                },
+            },
+            11,
+        );
+        assert_eq!(agent.topic, "cpe/v1/gw-1/agent/health");
+        assert_eq!(agent.payload["queue"]["records"], 0);
+    }
+
+    #[test]
+    fn config_version_is_stable_and_hides_secrets() {
+        let mut config = crate::config::Config::default();
+        let a = config_version(&config);
+        assert_eq!(a, config_version(&config));
+        config.mqtt.username = Some("u".into());
+        config.mqtt.password = Some(crate::config::Secret::new("one"));
+        let b = config_version(&config);
+        config.mqtt.password = Some(crate::config::Secret::new("two"));
+        assert_ne!(a, b);
+        assert_eq!(
+            b,
+            config_version(&config),
+            "the hash does not depend on the secret's value"
+        );
+    }
+}
