@@ -53,7 +53,8 @@ pub struct Message {
 /// The agent's own health, published on `{prefix}/agent/health`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentHealth {
-    pub rss_bytes: Option<u64>,
+    /// Resident set size; 0 where the system does not say.
+    pub rss_bytes: u64,
     pub queue: QueueHealth,
     pub poll_lag_s: f64,
     pub devices: DeviceCounts,
@@ -399,7 +400,7 @@ mod tests {
         assert_eq!(event.payload["event"], "lost");
         let agent = contract().agent_health(
             &AgentHealth {
-                rss_bytes: Some(1),
+                rss_bytes: 1,
                 queue: QueueHealth {
                     records: 0,
                     bytes: 0,

@@ -39,6 +39,7 @@ pub fn run(path: PathBuf) -> anyhow::Result<()> {
 
 async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     let agent_id = identity::agent_id(config.agent.id.as_deref()).map_err(anyhow::Error::msg)?;
+    let queue = report::open_queue(&config).map_err(anyhow::Error::msg)?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -55,6 +56,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         agent_id.clone(),
         config_rx.clone(),
         reports_rx,
+        queue,
         shutdown.clone(),
     ));
     tasks.spawn(polling::run(

@@ -281,7 +281,7 @@ fn status(code: Option<u64>) -> Option<String> {
         5 => "dormant",
         6 => "not-present",
         7 => "lower-layer-down",
-        other => return Some(other.to_string()),
+        _ => "unknown",
     };
     Some(name.to_string())
 }
@@ -354,7 +354,7 @@ fn entity_class(code: Option<u64>) -> Option<String> {
         10 => "port",
         11 => "stack",
         12 => "cpu",
-        other => return Some(other.to_string()),
+        _ => "unknown",
     };
     Some(name.to_string())
 }

@@ -1,376 +1,426 @@
-//! Reporting: what the agent learned, published to the provider's broker.
+//! Reporting: every report goes to disk first, then to the broker.
 //!
-//! Topics (the prefix is `mqtt.topic_prefix`, default `cpe/v1/{agent_id}`):
-//! - `{prefix}/status`, retained: `online` at every connect (the birth
-//!   message), `offline` as the last will and on a clean shutdown;
-//! - `{prefix}/devices/{device_id}/inventory`, retained, on change; a lost
-//!   device's inventory is republished with `"state": "lost"`;
-//! - `{prefix}/devices/{device_id}/health`, at each poll;
-//! - `{prefix}/devices/{device_id}/events`: found and lost.
+//! Store and forward: a report gets its `seq` and is written to the queue
+//! (src/queue.rs) the moment it arrives, whether the broker is reachable or
+//! not. While connected, the oldest unacknowledged records are published with
+//! QoS 1, at most [`WINDOW`] at a time, and a record leaves the queue only
+//! when the broker's PUBACK for it arrives. Delivery is therefore in seq
+//! order, at least once: after a reconnect the oldest unacknowledged record is
+//! sent again, so a consumer may see a duplicate (same seq) but never a gap
+//! that the agent did not report.
 //!
-//! Every payload is a JSON object with `schema`, `ts` (RFC 3339 UTC) and
-//! `agent_id`. The MQTT protocol state lives in rumqttc; this module owns the
-//! topic and payload contract (pure functions, tested without a broker) and
-//! the connection's lifecycle: reconnect with exponential backoff and jitter,
-//! a new connection when a reload changes `[mqtt]`, and `offline` published
-//! before a clean exit.
+//! rumqttc keeps protocol state (packet ids, keep-alive); this module keeps
+//! the delivery state. On any connection error the rumqttc client and event
+//! loop are dropped and built anew after a backoff (exponential, with jitter):
+//! rumqttc's own in-memory retransmission would otherwise race the queue's.
+//! Reports keep flowing into the queue while the broker is away.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use rumqttc::{
-    AsyncClient, Event, EventLoop, LastWill, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration,
-    Transport,
-};
-use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::{Config, MqttConfig};
-use crate::discovery::Device;
-use crate::polling::{DeviceEvent, HealthSample};
+pub use crate::contract::Report;
+use crate::contract::{
+    self, AgentHealth, Contract, DeviceCounts, Message, MqttCounts, QueueHealth, SnmpCounts, Status,
+};
+use crate::metrics;
+use crate::mqtt::{Happening, Session, Will};
+use crate::queue::{Class, Queue, QueueOptions};
 use crate::shutdown::Shutdown;
 
-/// Reports dropped because the reporter fell behind (published in the agent's health later).
+/// Reports that could not be queued (disk failure) or kept (poller far ahead of the reporter).
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
-/// How long a clean shutdown waits for `offline` to reach the broker.
+/// Publishes awaiting their PUBACK at once.
+const WINDOW: usize = 32;
+/// How long a clean shutdown waits for the broker to take the last messages.
 const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// Requests rumqttc may hold while the connection is down.
-const REQUEST_CAPACITY: usize = 256;
+/// rumqttc's request channel: a little more than the window and the status.
+const REQUEST_CAPACITY: usize = WINDOW + 8;
+/// Housekeeping: the queue's fsync interval and the agent-health timer.
+const TICK: Duration = Duration::from_millis(250);
 
-/// One thing to publish.
-#[derive(Debug, Clone)]
-pub enum Report {
-    Inventory(Device),
-    Lost(Device),
-    Health(HealthSample),
-    Event(DeviceEvent),
+/// Opens the report queue in the state directory, logging what recovery did.
+pub fn open_queue(config: &Config) -> Result<Queue, String> {
+    let options = QueueOptions::from_storage(&config.storage);
+    let dir = &config.storage.state_dir;
+    let (queue, report) = Queue::open(dir, options).map_err(|e| {
+        format!("cannot open the report queue in {}: {e} (check storage.state_dir: it must exist or be creatable, and be writable by the agent)", dir.display())
+    })?;
+    for warning in &report.warnings {
+        tracing::warn!("report queue: {warning}");
+    }
+    if report.truncated_bytes > 0 {
+        tracing::warn!(
+            cut = report.truncated_bytes,
+            kept = report.records,
+            "the report queue had a torn or corrupt tail; it was cut and the rest is kept"
+        );
+    }
+    if report.records > 0 {
+        tracing::info!(
+            records = report.records,
+            bytes = report.bytes,
+            "reports queued before the restart will be delivered"
+        );
+    }
+    Ok(queue)
 }
 
-impl Report {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Report::Inventory(_) | Report::Lost(_) => "inventory",
-            Report::Health(_) => "health",
-            Report::Event(_) => "event",
-        }
-    }
-}
-
-/// One MQTT message: the contract, independent of any connection.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Message {
-    pub topic: String,
-    pub payload: Json,
-    pub retain: bool,
-}
-
-/// Names topics and shapes payloads for one agent.
-#[derive(Debug, Clone)]
-pub struct Contract {
-    agent_id: String,
-    prefix: String,
-}
-
-impl Contract {
-    pub fn new(agent_id: &str, mqtt: &MqttConfig) -> Contract {
-        Contract {
-            agent_id: agent_id.to_string(),
-            prefix: mqtt.topic_prefix.replace("{agent_id}", agent_id),
-        }
-    }
-
-    pub fn status_topic(&self) -> String {
-        format!("{}/status", self.prefix)
-    }
-
-    fn envelope(&self, schema: &str, device_id: Option<&str>, body: Json) -> Json {
-        let mut payload = json!({
-            "schema": schema,
-            "ts": now_rfc3339(),
-            "agent_id": self.agent_id,
-        });
-        if let Some(id) = device_id {
-            payload["device_id"] = json!(id);
-        }
-        if let (Json::Object(out), Json::Object(extra)) = (&mut payload, body) {
-            out.extend(extra);
-        }
-        payload
-    }
-
-    /// The retained status: `online` with what a NOC wants to see at a glance.
-    pub fn status(&self, online: bool, started: SystemTime, devices: usize) -> Message {
-        let body = if online {
-            json!({
-                "state": "online",
-                "version": env!("CARGO_PKG_VERSION"),
-                "started_at": humantime::format_rfc3339_seconds(started).to_string(),
-                "devices": devices,
-            })
-        } else {
-            json!({ "state": "offline" })
-        };
-        Message {
-            topic: self.status_topic(),
-            payload: self.envelope("cpe-agent/status/1", None, body),
-            retain: true,
-        }
-    }
-
-    pub fn report(&self, report: &Report) -> Message {
-        match report {
-            Report::Inventory(device) | Report::Lost(device) => {
-                let state = if matches!(report, Report::Lost(_)) {
-                    "lost"
-                } else {
-                    "present"
-                };
-                let mut body = serde_json::to_value(device).unwrap_or_default();
-                body["state"] = json!(state);
-                if let Json::Object(map) = &mut body {
-                    map.remove("id");
-                    map.remove("sys_uptime");
-                }
-                Message {
-                    topic: self.device_topic(&device.id, "inventory"),
-                    payload: self.envelope("cpe-agent/inventory/1", Some(&device.id), body),
-                    retain: true,
-                }
-            }
-            Report::Health(sample) => {
-                let mut body = serde_json::to_value(sample).unwrap_or_default();
-                if let Json::Object(map) = &mut body {
-                    map.remove("device_id");
-                }
-                Message {
-                    topic: self.device_topic(&sample.device_id, "health"),
-                    payload: self.envelope("cpe-agent/health/1", Some(&sample.device_id), body),
-                    retain: false,
-                }
-            }
-            Report::Event(event) => {
-                let device_id = event.device_id();
-                let mut body = serde_json::to_value(event).unwrap_or_default();
-                if let Json::Object(map) = &mut body {
-                    map.remove("device_id");
-                }
-                Message {
-                    topic: self.device_topic(device_id, "events"),
-                    payload: self.envelope("cpe-agent/event/1", Some(device_id), body),
-                    retain: false,
-                }
-            }
-        }
-    }
-
-    fn device_topic(&self, device_id: &str, leaf: &str) -> String {
-        format!("{}/devices/{device_id}/{leaf}", self.prefix)
-    }
-}
-
-fn now_rfc3339() -> String {
-    humantime::format_rfc3339_millis(SystemTime::now()).to_string()
-}
-
-/// Builds rumqttc's options from `[mqtt]`; fails when TLS files are unreadable.
-pub fn mqtt_options(
-    agent_id: &str,
-    mqtt: &MqttConfig,
-    contract: &Contract,
-) -> Result<MqttOptions, String> {
-    let mut options = MqttOptions::new(agent_id, mqtt.host.clone(), mqtt.port);
-    options.set_keep_alive(mqtt.keep_alive.get());
-    options.set_clean_session(true);
-    if let Some(user) = &mqtt.username {
-        let password = mqtt
-            .password
-            .as_ref()
-            .map(|p| p.expose().to_string())
-            .unwrap_or_default();
-        options.set_credentials(user.clone(), password);
-    }
-    let offline = contract.status(false, SystemTime::now(), 0);
-    options.set_last_will(LastWill::new(
-        offline.topic,
-        offline.payload.to_string(),
-        QoS::AtLeastOnce,
-        true,
-    ));
-    if mqtt.tls.enabled {
-        options.set_transport(Transport::Tls(tls_configuration(mqtt)?));
-    }
-    Ok(options)
-}
-
-fn tls_configuration(mqtt: &MqttConfig) -> Result<TlsConfiguration, String> {
-    let read = |what: &str, path: &std::path::Path| {
-        std::fs::read(path)
-            .map_err(|e| format!("cannot read mqtt.tls.{what} {}: {e}", path.display()))
-    };
-    let ca = match &mqtt.tls.ca_file {
-        Some(path) => read("ca_file", path)?,
-        None => return Err(
-            "mqtt.tls.enabled needs mqtt.tls.ca_file (the CA that signs the broker's certificate)"
-                .into(),
-        ),
-    };
-    let client_auth = match (&mqtt.tls.cert_file, &mqtt.tls.key_file) {
-        (Some(cert), Some(key)) => Some((read("cert_file", cert)?, read("key_file", key)?)),
-        _ => None,
-    };
-    // rumqttc is built without a default crypto provider; ring is ours.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Ok(TlsConfiguration::Simple {
-        ca,
-        alpn: None,
-        client_auth,
-    })
-}
-
-/// Runs until shutdown: publishes every report, reconnecting as needed.
+/// Runs until shutdown: queues every report, delivers the queue.
 pub async fn run(
     agent_id: String,
-    mut config: watch::Receiver<Arc<Config>>,
-    mut reports: mpsc::Receiver<Report>,
-    mut shutdown: Shutdown,
+    config: watch::Receiver<Arc<Config>>,
+    reports: mpsc::Receiver<Report>,
+    queue: Queue,
+    shutdown: Shutdown,
 ) {
-    let started = SystemTime::now();
-    let mut devices = std::collections::BTreeSet::new();
-    loop {
+    let mut reporter = Reporter::new(agent_id, config, queue);
+    reporter.serve(reports, shutdown).await;
+}
+
+/// A live (or connecting) broker session.
+struct Link {
+    session: Session,
+    connected: bool,
+    /// Publishes handed to rumqttc, in order, waiting for their packet id:
+    /// the seq of a queued record, or None for a status message.
+    awaiting_pkid: VecDeque<Option<u64>>,
+    /// Packet id → queued record awaiting its PUBACK.
+    inflight: HashMap<u16, Option<u64>>,
+    /// The newest seq handed to rumqttc on this link.
+    last_sent: Option<u64>,
+    /// Queued records handed over and not yet acknowledged.
+    outstanding: usize,
+}
+
+struct Reporter {
+    agent_id: String,
+    config: watch::Receiver<Arc<Config>>,
+    mqtt: MqttConfig,
+    contract: Contract,
+    queue: Queue,
+    started: SystemTime,
+    devices: std::collections::BTreeSet<String>,
+    link: Option<Link>,
+    retry_at: Instant,
+    backoff: Duration,
+    ever_connected: bool,
+    queue_failing: bool,
+    next_agent_health: Instant,
+}
+
+enum Step {
+    Report(Option<Box<Report>>),
+    Mqtt(Result<Happening, String>),
+    ConfigChanged(bool),
+    Tick,
+    Shutdown,
+}
+
+impl Reporter {
+    fn new(agent_id: String, config: watch::Receiver<Arc<Config>>, queue: Queue) -> Reporter {
         let mqtt = config.borrow().mqtt.clone();
         let contract = Contract::new(&agent_id, &mqtt);
-        let options = match mqtt_options(&agent_id, &mqtt, &contract) {
-            Ok(options) => options,
+        Reporter {
+            agent_id,
+            config,
+            mqtt,
+            contract,
+            queue,
+            started: SystemTime::now(),
+            devices: Default::default(),
+            link: None,
+            retry_at: Instant::now(),
+            backoff: BACKOFF_MIN,
+            ever_connected: false,
+            queue_failing: false,
+            next_agent_health: Instant::now(),
+        }
+    }
+
+    async fn serve(&mut self, mut reports: mpsc::Receiver<Report>, mut shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.link.is_none() && Instant::now() >= self.retry_at {
+                self.connect();
+            }
+            let step = tokio::select! {
+                _ = shutdown.wait() => Step::Shutdown,
+                report = reports.recv() => Step::Report(report.map(Box::new)),
+                event = poll(&mut self.link) => Step::Mqtt(event),
+                changed = self.config.changed() => Step::ConfigChanged(changed.is_ok()),
+                _ = tick.tick() => Step::Tick,
+            };
+            match step {
+                Step::Shutdown => break,
+                Step::Report(Some(report)) => {
+                    self.enqueue(&report);
+                    self.pump();
+                }
+                Step::Report(None) | Step::ConfigChanged(false) => break,
+                Step::Mqtt(event) => self.on_mqtt(event),
+                Step::ConfigChanged(true) => self.on_config_change(),
+                Step::Tick => self.housekeeping(),
+            }
+        }
+        // In-flight work is persisted: whatever the pollers already handed over goes to disk.
+        while let Ok(report) = reports.try_recv() {
+            self.enqueue(&report);
+        }
+        self.goodbye().await;
+    }
+
+    fn connect(&mut self) {
+        let will = self.contract.status(&Status::Will);
+        let will = Will {
+            topic: will.topic,
+            payload: will.payload.to_string().into_bytes(),
+        };
+        let session = match Session::open(&self.agent_id, &self.mqtt, will, REQUEST_CAPACITY) {
+            Ok(session) => session,
             Err(e) => {
                 tracing::error!(error = %e, "cannot connect to the broker; fix [mqtt] and reload");
-                tokio::select! {
-                    _ = shutdown.wait() => return,
-                    changed = config.changed() => if changed.is_err() { return } else { continue },
-                }
-            }
-        };
-        let (client, eventloop) = AsyncClient::new(options, REQUEST_CAPACITY);
-        tracing::info!(broker = %format!("{}:{}", mqtt.host, mqtt.port), tls = mqtt.tls.enabled, "connecting to the broker");
-        let mut session = Session {
-            client,
-            eventloop,
-            contract,
-            started,
-            devices: &mut devices,
-        };
-        match session
-            .serve(&mut config, &mut reports, &mut shutdown)
-            .await
-        {
-            Ended::Shutdown => {
-                session.goodbye().await;
+                self.retry_at = Instant::now() + BACKOFF_MAX;
                 return;
             }
-            Ended::Reconfigured => {
-                tracing::info!("[mqtt] changed; reconnecting with the new settings")
-            }
-            Ended::ReportsClosed => return,
-        }
+        };
+        tracing::info!(broker = %format!("{}:{}", self.mqtt.host, self.mqtt.port), tls = self.mqtt.tls.enabled, protocol = ?self.mqtt.protocol, "connecting to the broker");
+        self.link = Some(Link {
+            session,
+            connected: false,
+            awaiting_pkid: VecDeque::new(),
+            inflight: HashMap::new(),
+            last_sent: None,
+            outstanding: 0,
+        });
     }
-}
 
-enum Ended {
-    Shutdown,
-    Reconfigured,
-    ReportsClosed,
-}
-
-struct Session<'a> {
-    client: AsyncClient,
-    eventloop: EventLoop,
-    contract: Contract,
-    started: SystemTime,
-    devices: &'a mut std::collections::BTreeSet<String>,
-}
-
-impl Session<'_> {
-    async fn serve(
-        &mut self,
-        config: &mut watch::Receiver<Arc<Config>>,
-        reports: &mut mpsc::Receiver<Report>,
-        shutdown: &mut Shutdown,
-    ) -> Ended {
-        let mqtt = config.borrow().mqtt.clone();
-        let mut backoff = BACKOFF_MIN;
-        let mut connected = false;
-        loop {
-            tokio::select! {
-                _ = shutdown.wait() => return Ended::Shutdown,
-                changed = config.changed() => {
-                    if changed.is_err() { return Ended::Shutdown; }
-                    if config.borrow().mqtt != mqtt { return Ended::Reconfigured; }
+    fn on_mqtt(&mut self, event: Result<Happening, String>) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        match event {
+            Ok(Happening::Connected) => {
+                tracing::info!("connected to the broker");
+                if self.ever_connected {
+                    metrics::bump(&metrics::MQTT_RECONNECTS);
                 }
-                report = reports.recv() => match report {
-                    Some(report) => self.publish_report(&report),
-                    None => return Ended::ReportsClosed,
-                },
-                event = self.eventloop.poll() => match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        tracing::info!("connected to the broker");
-                        connected = true;
-                        backoff = BACKOFF_MIN;
-                        let birth = self.contract.status(true, self.started, self.devices.len());
-                        self.publish(birth);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        if connected {
-                            tracing::warn!(error = %e, "lost the broker connection; reconnecting");
-                        } else {
-                            tracing::warn!(error = %e, retry_in = ?backoff, "cannot reach the broker");
-                        }
-                        connected = false;
-                        let pause = with_jitter(backoff);
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        tokio::select! {
-                            _ = shutdown.wait() => return Ended::Shutdown,
-                            _ = tokio::time::sleep(pause) => {}
+                self.ever_connected = true;
+                link.connected = true;
+                self.backoff = BACKOFF_MIN;
+                let birth = self.contract.status(&Status::Online {
+                    started: self.started,
+                    devices: self.devices.len(),
+                    config_version: contract::config_version(&self.config.borrow()),
+                    last_seq: self.queue.stats().next_seq.saturating_sub(1),
+                });
+                publish(link, &birth, None);
+                self.pump();
+            }
+            Ok(Happening::PublishSent(pkid)) => {
+                if let Some(entry) = link.awaiting_pkid.pop_front() {
+                    link.inflight.insert(pkid, entry);
+                }
+            }
+            Ok(Happening::Acked(pkid)) => {
+                if let Some(entry) = link.inflight.remove(&pkid) {
+                    metrics::bump(&metrics::MQTT_PUBLISHED);
+                    if let Some(seq) = entry {
+                        link.outstanding = link.outstanding.saturating_sub(1);
+                        if let Err(e) = self.queue.ack(seq) {
+                            tracing::error!(seq, error = %e, "cannot remove a delivered report from the queue; it may be sent again");
                         }
                     }
                 }
+                self.pump();
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let pause = with_jitter(self.backoff);
+                if link.connected {
+                    tracing::warn!(error = %e, "lost the broker connection; reconnecting");
+                } else {
+                    tracing::warn!(error = %e, retry_in = ?pause, "cannot connect to the broker");
+                }
+                // Start the next session from the queue, not from rumqttc's memory.
+                self.link = None;
+                self.retry_at = Instant::now() + pause;
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
             }
         }
     }
 
-    fn publish_report(&mut self, report: &Report) {
+    fn on_config_change(&mut self) {
+        let mqtt = self.config.borrow().mqtt.clone();
+        if mqtt != self.mqtt {
+            tracing::info!("[mqtt] changed; reconnecting with the new settings");
+            self.mqtt = mqtt;
+            self.contract = Contract::new(&self.agent_id, &self.mqtt);
+            self.link = None;
+            self.retry_at = Instant::now();
+            self.backoff = BACKOFF_MIN;
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        if let Err(e) = self.queue.flush_due() {
+            tracing::error!(error = %e, "cannot sync the report queue");
+        }
+        if Instant::now() >= self.next_agent_health {
+            self.next_agent_health = Instant::now() + self.config.borrow().polling.interval.get();
+            self.publish_agent_health();
+        }
+    }
+
+    /// Writes a report to the queue with its seq; a failing disk is logged once and counted.
+    fn enqueue(&mut self, report: &Report) {
         if let Report::Inventory(device) = report {
             self.devices.insert(device.id.clone());
         }
-        let message = self.contract.report(report);
-        self.publish(message);
+        let class = match report {
+            Report::Health(_) => Class::Health,
+            Report::Event(_) => Class::Event,
+            Report::Inventory(_) | Report::Lost(_) => Class::Inventory,
+        };
+        let contract = &self.contract;
+        let (topic, retain) = contract.placement(report);
+        let pushed = self.queue.push(class, &topic, retain, |seq| {
+            contract
+                .report(report, seq)
+                .payload
+                .to_string()
+                .into_bytes()
+        });
+        self.note_queue_result(pushed.map(|_| ()), report.kind());
     }
 
-    fn publish(&self, message: Message) {
-        let payload = message.payload.to_string();
-        if let Err(e) = self.client.try_publish(
-            message.topic.clone(),
-            QoS::AtLeastOnce,
-            message.retain,
-            payload,
-        ) {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(topic = %message.topic, error = %e, "publish queue full; message dropped");
+    fn publish_agent_health(&mut self) {
+        let stats = self.queue.stats();
+        let now_ms = unix_ms();
+        let health = AgentHealth {
+            rss_bytes: metrics::rss_bytes().unwrap_or(0),
+            queue: QueueHealth {
+                records: stats.records as u64,
+                bytes: stats.bytes,
+                oldest_age_s: stats
+                    .oldest_enqueued_at_ms
+                    .map(|t| now_ms.saturating_sub(t) as f64 / 1000.0),
+                dropped_health: stats.dropped_health,
+            },
+            poll_lag_s: metrics::take_poll_lag_s(),
+            devices: DeviceCounts {
+                known: metrics::get(&metrics::DEVICES_KNOWN),
+                reachable: metrics::get(&metrics::DEVICES_REACHABLE),
+                lost: metrics::get(&metrics::DEVICES_LOST),
+            },
+            snmp: SnmpCounts {
+                requests: metrics::get(&metrics::SNMP_REQUESTS),
+                timeouts: metrics::get(&metrics::SNMP_TIMEOUTS),
+                bad_replies: crate::snmp::BAD_REPLIES.load(Ordering::Relaxed),
+            },
+            mqtt: MqttCounts {
+                connected: self.link.as_ref().is_some_and(|l| l.connected),
+                reconnects: metrics::get(&metrics::MQTT_RECONNECTS),
+                published: metrics::get(&metrics::MQTT_PUBLISHED),
+                dropped: DROPPED.load(Ordering::Relaxed),
+            },
+        };
+        let contract = &self.contract;
+        let topic = contract.agent_health_topic();
+        let pushed = self.queue.push(Class::AgentHealth, &topic, false, |seq| {
+            contract
+                .agent_health(&health, seq)
+                .payload
+                .to_string()
+                .into_bytes()
+        });
+        self.note_queue_result(pushed.map(|_| ()), "agent-health");
+        self.pump();
+    }
+
+    fn note_queue_result(&mut self, result: Result<(), crate::queue::QueueError>, kind: &str) {
+        match result {
+            Ok(()) if self.queue_failing => {
+                self.queue_failing = false;
+                tracing::info!("the report queue accepts reports again");
+            }
+            Ok(()) => {}
+            Err(e) => {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+                if !self.queue_failing {
+                    self.queue_failing = true;
+                    tracing::error!(error = %e, kind, "cannot queue reports; already queued ones are kept, new ones are dropped until this is fixed");
+                }
+            }
         }
     }
 
-    /// Publishes `offline` and disconnects, waiting a bounded time for both.
+    /// Hands the oldest unsent records to rumqttc, up to the window.
+    fn pump(&mut self) {
+        let Some(link) = self.link.as_mut().filter(|l| l.connected) else {
+            return;
+        };
+        let room = WINDOW.saturating_sub(link.outstanding);
+        if room == 0 {
+            return;
+        }
+        let records = match self.queue.peek(link.last_sent, room) {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the report queue");
+                return;
+            }
+        };
+        for record in records {
+            let handed = link
+                .session
+                .try_publish(&record.topic, record.retain, record.payload);
+            if handed.is_err() {
+                break;
+            }
+            link.awaiting_pkid.push_back(Some(record.seq));
+            link.last_sent = Some(record.seq);
+            link.outstanding += 1;
+        }
+    }
+
+    /// Clean shutdown: persist, say offline, let the broker take what is in flight.
     async fn goodbye(&mut self) {
-        let offline = self.contract.status(false, self.started, 0);
-        self.publish(offline);
-        let _ = self.client.try_disconnect();
+        if let Err(e) = self.queue.sync() {
+            tracing::error!(error = %e, "cannot sync the report queue at shutdown");
+        }
+        let last_seq = self.queue.stats().next_seq.saturating_sub(1);
+        let Some(mut link) = self.link.take().filter(|l| l.connected) else {
+            return;
+        };
+        publish(
+            &mut link,
+            &self.contract.status(&Status::Offline { last_seq }),
+            None,
+        );
+        link.session.try_disconnect();
         let drained = tokio::time::timeout(GOODBYE_TIMEOUT, async {
             loop {
-                match self.eventloop.poll().await {
-                    Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                match link.session.next().await {
+                    Ok(Happening::DisconnectSent) | Err(_) => break,
+                    Ok(Happening::PublishSent(pkid)) => {
+                        if let Some(entry) = link.awaiting_pkid.pop_front() {
+                            link.inflight.insert(pkid, entry);
+                        }
+                    }
+                    Ok(Happening::Acked(pkid)) => {
+                        if let Some(Some(seq)) = link.inflight.remove(&pkid) {
+                            let _ = self.queue.ack(seq);
+                        }
+                    }
                     Ok(_) => {}
                 }
             }
@@ -378,6 +428,28 @@ impl Session<'_> {
         .await;
         if drained.is_err() {
             tracing::warn!("the broker did not take the offline status in time");
+        }
+        let _ = self.queue.sync();
+    }
+}
+
+/// The next event of the link, or never when there is none.
+async fn poll(link: &mut Option<Link>) -> Result<Happening, String> {
+    match link {
+        Some(link) => link.session.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn publish(link: &mut Link, message: &Message, seq: Option<u64>) {
+    let payload = message.payload.to_string().into_bytes();
+    match link
+        .session
+        .try_publish(&message.topic, message.retain, payload)
+    {
+        Ok(()) => link.awaiting_pkid.push_back(seq),
+        Err(e) => {
+            tracing::warn!(topic = %message.topic, error = %e, "could not hand a status message to the MQTT client")
         }
     }
 }
@@ -392,115 +464,16 @@ fn with_jitter(backoff: Duration) -> Duration {
     backoff.mul_f64(fraction)
 }
 
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn contract() -> Contract {
-        Contract::new("gw-1", &MqttConfig::default())
-    }
-
-    fn device() -> Device {
-        use crate::classify::{Classification, Kind};
-        use crate::inventory::{Inventory, System};
-        Device {
-            id: "ip-127-0-1-1-161".into(),
-            address: "127.0.1.1".parse().expect("ip"),
-            port: 161,
-            credential: "lan".into(),
-            inventory: Inventory {
-                classification: Classification {
-                    kind: Kind::Modem,
-                    vendor: Some("ARRIS".into()),
-                    model: None,
-                    firmware: None,
-                    serial: None,
-                    rule: "test".into(),
-                    evidence: Vec::new(),
-                },
-                system: System {
-                    sys_descr: Some("modem".into()),
-                    sys_object_id: Some("1.3.6.1.4.1.4115.1".into()),
-                    ..System::default()
-                },
-                interfaces: Vec::new(),
-                entities: Vec::new(),
-                ip_addresses: Vec::new(),
-                subtrees: Default::default(),
-                bulk_ok: true,
-            },
-            sys_uptime: Some(5),
-        }
-    }
-
-    #[test]
-    fn status_topic_and_payload() {
-        let online = contract().status(true, SystemTime::UNIX_EPOCH, 3);
-        assert_eq!(online.topic, "cpe/v1/gw-1/status");
-        assert!(online.retain);
-        assert_eq!(online.payload["state"], "online");
-        assert_eq!(online.payload["devices"], 3);
-        assert_eq!(online.payload["agent_id"], "gw-1");
-        assert_eq!(online.payload["schema"], "cpe-agent/status/1");
-        let offline = contract().status(false, SystemTime::UNIX_EPOCH, 3);
-        assert_eq!(offline.payload["state"], "offline");
-    }
-
-    #[test]
-    fn inventory_is_retained_and_lost_is_marked() {
-        let inventory = contract().report(&Report::Inventory(device()));
-        assert_eq!(
-            inventory.topic,
-            "cpe/v1/gw-1/devices/ip-127-0-1-1-161/inventory"
-        );
-        assert!(inventory.retain);
-        assert_eq!(inventory.payload["state"], "present");
-        assert_eq!(inventory.payload["kind"], "modem");
-        assert_eq!(inventory.payload["vendor"], "ARRIS");
-        assert_eq!(inventory.payload["device_id"], "ip-127-0-1-1-161");
-        assert!(inventory.payload.get("sys_uptime").is_none());
-        let lost = contract().report(&Report::Lost(device()));
-        assert_eq!(lost.payload["state"], "lost");
-    }
-
-    #[test]
-    fn health_and_events_are_not_retained() {
-        let health = contract().report(&Report::Health(HealthSample {
-            device_id: "d1".into(),
-            reachable: true,
-            latency_ms: Some(1.5),
-            uptime_s: Some(1.0),
-            missed_polls: 0,
-            body: crate::health::Body::default(),
-        }));
-        assert_eq!(health.topic, "cpe/v1/gw-1/devices/d1/health");
-        assert!(!health.retain);
-        assert_eq!(health.payload["latency_ms"], 1.5);
-        let event = contract().report(&Report::Event(DeviceEvent::Lost {
-            device_id: "d1".into(),
-            missed_polls: 3,
-        }));
-        assert_eq!(event.topic, "cpe/v1/gw-1/devices/d1/events");
-        assert_eq!(event.payload["event"], "lost");
-    }
-
-    #[test]
-    fn credentials_never_reach_a_payload() {
-        let mqtt = MqttConfig {
-            username: Some("u".into()),
-            password: Some(crate::config::Secret::new("hunter22")),
-            ..MqttConfig::default()
-        };
-        let c = Contract::new("gw-1", &mqtt);
-        let all = format!(
-            "{:?}",
-            [
-                c.status(true, SystemTime::now(), 0),
-                c.report(&Report::Inventory(device()))
-            ]
-        );
-        assert!(!all.contains("hunter22"));
-    }
 
     #[test]
     fn jitter_stays_within_half_to_full() {

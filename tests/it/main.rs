@@ -11,5 +11,8 @@ mod agent;
 mod cli;
 mod daemon;
 mod discover;
+mod durable;
 mod harness;
+mod mqtt;
+mod schema;
 mod walk;

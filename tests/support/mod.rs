@@ -35,6 +35,7 @@
 
 pub mod mosquitto;
 pub mod rogue;
+pub mod schema;
 pub mod snmpd;
 pub mod snmpsim;
 

@@ -32,6 +32,12 @@
 //!   probe message comes back. Probe messages are never handed to the test.
 //!   Output uses `-F '%r %x %t'` (retain flag, payload as hex, topic), so a
 //!   payload with spaces, newlines or binary bytes still fits on one line.
+//! * A [`Subscriber`] checks the MQTT contract: every message it hands to a
+//!   test on a topic of the agent's tree (`cpe/v1/{agent_id}/...`, see
+//!   [`super::schema::schema_for_topic`]) is first validated against its
+//!   JSON Schema in `docs/schemas/`, and a violation panics with the topic,
+//!   the schema and each violation's JSON pointer. Other topics (the
+//!   harness's own, the probes) are handed out unchecked.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -552,6 +558,9 @@ impl Message {
 }
 
 /// A live `mosquitto_sub` on one topic filter; stopped when dropped.
+///
+/// Messages on the agent's topics are validated against the MQTT contract
+/// before they are handed out (see the module docs).
 #[derive(Debug)]
 pub struct Subscriber {
     // Declared first so the process stops before its temp dir goes.
@@ -664,7 +673,18 @@ impl Subscriber {
     }
 
     /// The next message, or `None` if none arrives within `timeout`.
+    ///
+    /// A message on a topic of the agent's contract is validated against its
+    /// schema first (see [`super::schema`]); a violation panics, naming it.
     pub fn next_message(&mut self, timeout: Duration) -> Option<Message> {
+        let message = self.receive(timeout)?;
+        if super::schema::schema_for_topic(&message.topic).is_some() {
+            super::schema::assert_valid(&message.topic, &message.payload);
+        }
+        Some(message)
+    }
+
+    fn receive(&mut self, timeout: Duration) -> Option<Message> {
         if let Some(message) = self.pending.pop_front() {
             return Some(message);
         }
