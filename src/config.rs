@@ -774,12 +774,6 @@ impl MqttConfig {
         {
             return bad("mqtt.keep_alive", "expected a keep-alive from 5s to 18h");
         }
-        if self.protocol == MqttProtocol::V5 {
-            return bad(
-                "mqtt.protocol",
-                "MQTT 5 is not supported by this release; use \"3.1.1\"",
-            );
-        }
         if self.password.is_some() && self.username.is_none() {
             return bad("mqtt.password", "a password needs mqtt.username too");
         }

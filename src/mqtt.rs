@@ -242,8 +242,31 @@ fn describe_io(io: &std::io::Error) -> String {
     }
 }
 
+/// TLS alerts from the broker arrive wrapped in rumqttc's state errors; say
+/// what they mean for the gateway's configuration.
+fn tls_alert_hint(text: &str) -> Option<String> {
+    let advice = if text.contains("CertificateExpired") {
+        "the broker rejected the client certificate: it has expired (renew mqtt.tls.cert_file; check the system clock)"
+    } else if text.contains("CertificateRequired") {
+        "the broker requires a client certificate: set mqtt.tls.cert_file and mqtt.tls.key_file"
+    } else if text.contains("UnknownCA")
+        || text.contains("BadCertificate")
+        || text.contains("CertificateUnknown")
+    {
+        "the broker rejected the client certificate: it is not signed by a CA the broker trusts (check mqtt.tls.cert_file)"
+    } else if text.contains("DecryptError") || text.contains("HandshakeFailure") {
+        "the TLS handshake failed: check that mqtt.tls.cert_file and mqtt.tls.key_file belong together"
+    } else {
+        return None;
+    };
+    Some(format!("{advice} [{text}]"))
+}
+
 fn describe_v311(e: &rumqttc::ConnectionError) -> String {
     use rumqttc::ConnectionError as E;
+    if let Some(hint) = tls_alert_hint(&e.to_string()) {
+        return hint;
+    }
     match e {
         E::ConnectionRefused(code) => format!("the broker refused the connection ({code:?}): check mqtt.username, mqtt.password and that the agent id may connect"),
         E::Tls(tls) => format!("TLS failed: {tls} ({TLS_HINT})"),
@@ -254,6 +277,9 @@ fn describe_v311(e: &rumqttc::ConnectionError) -> String {
 
 fn describe_v5(e: &v5::ConnectionError) -> String {
     use v5::ConnectionError as E;
+    if let Some(hint) = tls_alert_hint(&e.to_string()) {
+        return hint;
+    }
     match e {
         E::ConnectionRefused(code) => format!("the broker refused the connection ({code:?}): check mqtt.username, mqtt.password and that the agent id may connect"),
         E::Tls(tls) => format!("TLS failed: {tls} ({TLS_HINT})"),

@@ -36,6 +36,7 @@ impl Durable {
             .expect("subscribe");
         let (tx, messages) = mpsc::channel();
         let (stop, stopped) = mpsc::channel::<()>();
+        let (ready_tx, ready) = mpsc::channel::<()>();
         let filter = filter.to_string();
         let thread = thread::spawn(move || {
             for event in connection.iter() {
@@ -55,6 +56,9 @@ impl Durable {
                             break;
                         }
                     }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
                     Ok(Event::Incoming(Packet::ConnAck(ack))) if !ack.session_present => {
                         // A broker without our session (first connect): subscribe again.
                         let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
@@ -65,6 +69,10 @@ impl Durable {
                 }
             }
         });
+        // Only a live subscription guarantees the agent's first messages are seen.
+        ready
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the durable subscriber's SUBSCRIBE was not acknowledged within 5 s");
         Durable {
             messages,
             stop,

@@ -66,6 +66,10 @@ impl Setup {
     }
 }
 
+fn is_device_health(m: &durable::Received) -> bool {
+    m.topic.contains("/devices/") && m.topic.ends_with("/health")
+}
+
 fn stream_filter() -> String {
     format!("cpe/v1/{AGENT}/#")
 }
@@ -77,7 +81,7 @@ fn an_outage_loses_nothing_and_delivers_in_order() {
     let noc = Durable::connect(broker.port(), "noc-outage", &stream_filter());
     let config = setup.config(&format!("port = {}", broker.port()), "");
     let mut daemon = setup.daemon(&config, "agent.log");
-    let before = noc.until(Duration::from_secs(10), |m| m.topic.ends_with("/health"));
+    let before = noc.until(Duration::from_secs(10), |m| is_device_health(m));
     assert!(!durable::seqs(&before).is_empty());
 
     // The broker goes away; the agent keeps polling into its queue.
@@ -96,7 +100,7 @@ fn an_outage_loses_nothing_and_delivers_in_order() {
     let all: Vec<_> = before.into_iter().chain(after).collect();
     let seqs = durable::seqs(&all);
     durable::assert_complete_and_ordered(&seqs);
-    let during = all.iter().filter(|m| m.topic.ends_with("/health")).count();
+    let during = all.iter().filter(|m| is_device_health(m)).count();
     assert!(
         during >= 5,
         "only {during} health reports around a 4 s outage at 1 s polling"
@@ -111,7 +115,7 @@ fn an_agent_restart_in_the_middle_of_an_outage_loses_nothing() {
     let noc = Durable::connect(broker.port(), "noc-restart", &stream_filter());
     let config = setup.config(&format!("port = {}", broker.port()), "");
     let mut first = setup.daemon(&config, "first.log");
-    let before = noc.until(Duration::from_secs(10), |m| m.topic.ends_with("/health"));
+    let before = noc.until(Duration::from_secs(10), |m| is_device_health(m));
 
     broker.stop();
     std::thread::sleep(Duration::from_secs(2));
@@ -134,7 +138,7 @@ fn an_agent_restart_in_the_middle_of_an_outage_loses_nothing() {
 
     let back = Instant::now();
     let after = noc.until(Duration::from_secs(20), |m| {
-        m.topic.ends_with("/health") && back.elapsed() > Duration::from_secs(4)
+        is_device_health(m) && back.elapsed() > Duration::from_secs(4)
     });
     let all: Vec<_> = before.into_iter().chain(after).collect();
     durable::assert_complete_and_ordered(&durable::seqs(&all));
@@ -189,7 +193,10 @@ fn mutual_tls_works_and_bad_certificates_are_named_without_a_tight_loop() {
     let mut daemon = setup.daemon(&config, "expired.log");
     std::thread::sleep(Duration::from_secs(5));
     let log = daemon.log();
-    assert!(log.contains("cannot connect to the broker"), "{log}");
+    assert!(
+        log.contains("the client certificate: it has expired"),
+        "{log}"
+    );
     let attempts = log.matches("cannot connect to the broker").count();
     assert!(
         (1..=4).contains(&attempts),
@@ -295,4 +302,28 @@ fn newest_file(dir: &Path, prefix: &str) -> PathBuf {
     files
         .pop()
         .unwrap_or_else(|| panic!("no queue file in {}", dir.display()))
+}
+
+#[test]
+fn mqtt_5_delivers_the_same_contract() {
+    let setup = Setup::new(156);
+    let broker = MosquittoOptions::new().persistence().start();
+    let noc = Durable::connect(broker.port(), "noc-v5", &stream_filter());
+    let config = setup.config(&format!("port = {}\nprotocol = \"5\"", broker.port()), "");
+    let daemon = setup.daemon(&config, "v5.log");
+    let got = noc.until(Duration::from_secs(10), |m| {
+        m.topic.contains("/devices/") && is_device_health(m)
+    });
+    assert!(
+        got.iter()
+            .any(|m| m.topic.ends_with("/status") && m.json["state"] == "online"),
+        "{}",
+        daemon.log()
+    );
+    assert!(
+        got.iter().any(|m| m.topic.ends_with("/inventory")),
+        "{}",
+        daemon.log()
+    );
+    assert!(daemon.log().contains("protocol=V5"));
 }
