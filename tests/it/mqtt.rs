@@ -81,7 +81,7 @@ fn an_outage_loses_nothing_and_delivers_in_order() {
     let noc = Durable::connect(broker.port(), "noc-outage", &stream_filter());
     let config = setup.config(&format!("port = {}", broker.port()), "");
     let mut daemon = setup.daemon(&config, "agent.log");
-    let before = noc.until(Duration::from_secs(10), |m| is_device_health(m));
+    let before = noc.until(Duration::from_secs(10), is_device_health);
     assert!(!durable::seqs(&before).is_empty());
 
     // The broker goes away; the agent keeps polling into its queue.
@@ -115,7 +115,7 @@ fn an_agent_restart_in_the_middle_of_an_outage_loses_nothing() {
     let noc = Durable::connect(broker.port(), "noc-restart", &stream_filter());
     let config = setup.config(&format!("port = {}", broker.port()), "");
     let mut first = setup.daemon(&config, "first.log");
-    let before = noc.until(Duration::from_secs(10), |m| is_device_health(m));
+    let before = noc.until(Duration::from_secs(10), is_device_health);
 
     broker.stop();
     std::thread::sleep(Duration::from_secs(2));
