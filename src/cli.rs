@@ -2,7 +2,7 @@
 //!
 //! - `cpe-agent run [--config PATH]`
 //! - `cpe-agent discover [--config PATH] [--target SPEC]... [--json]`
-//! - `cpe-agent diag [--config PATH] [--json]`
+//! - `cpe-agent diag [--config PATH] [--json] [--timeout DURATION] [--sweep]`
 //! - `cpe-agent config check PATH`
 //!
 //! The config path is `--config`, else `$CPE_AGENT_CONFIG`, else
@@ -78,6 +78,12 @@ pub struct DiagArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Give up on whatever is still running after this long (e.g. 30s, 1m).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Also sweep the LAN and list new, lost and unclassified devices.
+    #[arg(long)]
+    pub sweep: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -102,7 +108,12 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(arg) => crate::daemon::run(config_path(&arg)).map(|()| 0),
         Command::Discover(args) => discover(args),
-        Command::Diag(args) => Ok(crate::diag::run(&config_path(&args.config), args.json)),
+        Command::Diag(args) => Ok(crate::diag::run(&crate::diag::Options {
+            config_path: config_path(&args.config),
+            json: args.json,
+            timeout: args.timeout,
+            sweep: args.sweep,
+        })),
         Command::Config(ConfigCommand::Check { path }) => Ok(check(&path)),
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::{self, Config};
-use crate::{discovery, identity, polling, report, shutdown};
+use crate::{agent_status, discovery, identity, polling, report, shutdown};
 
 /// How long tasks get to finish after SIGTERM before the daemon exits anyway.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
@@ -40,6 +40,10 @@ pub fn run(path: PathBuf) -> anyhow::Result<()> {
 async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     let agent_id = identity::agent_id(config.agent.id.as_deref()).map_err(anyhow::Error::msg)?;
     let queue = report::open_queue(&config).map_err(anyhow::Error::msg)?;
+    let state_dir = config.storage.state_dir.clone();
+    if let Err(e) = agent_status::write_pid_file(&state_dir) {
+        tracing::warn!(error = %e, "cannot write the pid file; diag will not see the daemon");
+    }
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -95,6 +99,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         tracing::warn!("tasks did not finish within {SHUTDOWN_DEADLINE:?}; exiting anyway");
         tasks.abort_all();
     }
+    agent_status::remove_pid_file(&state_dir);
     tracing::info!("cpe-agent stopped");
     Ok(())
 }
@@ -106,6 +111,9 @@ fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>, agent_
             let new_id = identity::agent_id(new.agent.id.as_deref()).unwrap_or_default();
             if new_id != agent_id {
                 tracing::error!("config reload refused: agent.id cannot change while running (restart the agent); keeping the running config");
+                agent_status::record_config_reload(Some(
+                    "agent.id cannot change while running".into(),
+                ));
                 return;
             }
             if **config_tx.borrow() == new {
@@ -113,8 +121,12 @@ fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>, agent_
                 return;
             }
             config_tx.send_replace(Arc::new(new));
+            agent_status::record_config_reload(None);
             tracing::info!("config reloaded");
         }
-        Err(e) => tracing::error!("config reload refused: {e}; keeping the running config"),
+        Err(e) => {
+            tracing::error!("config reload refused: {e}; keeping the running config");
+            agent_status::record_config_reload(Some(e.to_string()));
+        }
     }
 }

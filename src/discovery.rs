@@ -358,7 +358,7 @@ pub fn lan_subnets(settings: &DiscoveryConfig) -> Vec<TargetSpec> {
 }
 
 /// Interfaces that carry a default route (from /proc/net/route): the WAN side.
-fn default_route_interfaces() -> Vec<String> {
+pub fn default_route_interfaces() -> Vec<String> {
     let Ok(table) = std::fs::read_to_string("/proc/net/route") else {
         return Vec::new();
     };

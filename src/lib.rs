@@ -5,6 +5,7 @@
 //! module with a narrow API; [`daemon`] wires the tasks together and owns their
 //! lifecycle, and [`shutdown`] is the one signal every task obeys.
 
+pub mod agent_status;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 
+use crate::agent_status;
 use crate::config::{Config, MqttConfig};
 pub use crate::contract::Report;
 use crate::contract::{
@@ -45,6 +46,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 const REQUEST_CAPACITY: usize = WINDOW + 8;
 /// Housekeeping: the queue's fsync interval and the agent-health timer.
 const TICK: Duration = Duration::from_millis(250);
+/// How often the status file for `cpe-agent diag` is refreshed.
+const STATUS_EVERY: Duration = Duration::from_secs(5);
 
 /// Opens the report queue in the state directory, logging what recovery did.
 pub fn open_queue(config: &Config) -> Result<Queue, String> {
@@ -114,6 +117,9 @@ struct Reporter {
     ever_connected: bool,
     queue_failing: bool,
     next_agent_health: Instant,
+    /// What `cpe-agent diag` reads from the state directory.
+    status: agent_status::AgentStatus,
+    next_status_write: Instant,
 }
 
 enum Step {
@@ -142,6 +148,8 @@ impl Reporter {
             ever_connected: false,
             queue_failing: false,
             next_agent_health: Instant::now(),
+            status: agent_status::AgentStatus::new(),
+            next_status_write: Instant::now(),
         }
     }
 
@@ -233,6 +241,7 @@ impl Reporter {
             Ok(Happening::Acked(pkid)) => {
                 if let Some(entry) = link.inflight.remove(&pkid) {
                     metrics::bump(&metrics::MQTT_PUBLISHED);
+                    self.status.note_report_acked();
                     if let Some(seq) = entry {
                         link.outstanding = link.outstanding.saturating_sub(1);
                         if let Err(e) = self.queue.ack(seq) {
@@ -250,6 +259,7 @@ impl Reporter {
                 } else {
                     tracing::warn!(error = %e, retry_in = ?pause, "cannot connect to the broker");
                 }
+                agent_status::record_error(format!("broker: {e}"));
                 // Start the next session from the queue, not from rumqttc's memory.
                 self.link = None;
                 self.retry_at = Instant::now() + pause;
@@ -274,9 +284,26 @@ impl Reporter {
         if let Err(e) = self.queue.flush_due() {
             tracing::error!(error = %e, "cannot sync the report queue");
         }
+        if Instant::now() >= self.next_status_write {
+            self.write_status();
+        }
         if Instant::now() >= self.next_agent_health {
             self.next_agent_health = Instant::now() + self.config.borrow().polling.interval.get();
             self.publish_agent_health();
+        }
+    }
+
+    /// Refreshes the status file `cpe-agent diag` reads (every few seconds).
+    fn write_status(&mut self) {
+        self.next_status_write = Instant::now() + STATUS_EVERY;
+        let config = self.config.borrow().clone();
+        self.status.note_queue(&self.queue.stats());
+        self.status
+            .note_config(contract::config_version(&config), "applied");
+        // After note_config, so that a refused reload shows.
+        self.status.merge_recorded();
+        if let Err(e) = agent_status::write(&config.storage.state_dir, &self.status) {
+            tracing::warn!(error = %e, "cannot write the status file for diag");
         }
     }
 
@@ -284,6 +311,7 @@ impl Reporter {
     fn enqueue(&mut self, report: &Report) {
         if let Report::Inventory(device) = report {
             self.devices.insert(device.id.clone());
+            self.status.upsert_device(device);
         }
         let class = match report {
             Report::Health(_) => Class::Health,

@@ -74,7 +74,8 @@ fn diag_reports_the_config_check() {
     let dir = support::temp_dir("diag");
     let good = write(dir.path(), "good.toml", "");
     let out = agent::run(&["diag", "--config", good.to_str().expect("utf-8"), "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // The exit code also reflects the broker, device and daemon checks (tests/it/diag.rs).
+    assert!(matches!(out.status.code(), Some(0..=2)), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("diag --json is JSON");
     assert_eq!(json["checks"][0]["name"], "config");
     assert_eq!(json["checks"][0]["status"], "pass");

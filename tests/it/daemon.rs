@@ -309,3 +309,47 @@ fn a_slow_device_never_delays_the_others() {
         m.topic.ends_with("/inventory") && m.json()["device_id"] != router.as_str()
     });
 }
+
+#[test]
+fn diag_reads_what_the_running_daemon_reports() {
+    let lab = Lab::start(81);
+    let config = lab.write_config(&lab.config("1s"));
+    let mut daemon = lab.daemon(&config);
+    daemon.wait_log("discovery sweep finished", 1, Duration::from_secs(10));
+    // The status file is refreshed every 5 s; give it one refresh after the sweep.
+    std::thread::sleep(Duration::from_secs(6));
+    let out = crate::agent::run(&[
+        "diag",
+        "--json",
+        "--timeout",
+        "20s",
+        "--config",
+        config.to_str().expect("utf-8"),
+    ]);
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("diag --json prints JSON");
+    let checks = report["checks"].as_array().expect("checks");
+    let status = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(|| panic!("no {name} check in {report}"))
+    };
+    for name in [
+        "config",
+        "broker.mqtt",
+        "daemon",
+        "daemon.report",
+        "daemon.queue",
+    ] {
+        assert_eq!(status(name), "pass", "{name} in {report}");
+    }
+    let devices: Vec<&serde_json::Value> = checks
+        .iter()
+        .filter(|c| c["name"].as_str().is_some_and(|n| n.starts_with("device ")))
+        .collect();
+    assert_eq!(devices.len(), 2, "both known devices are checked: {report}");
+    assert!(devices.iter().all(|c| c["status"] == "pass"), "{report}");
+    assert!(daemon.is_running());
+}

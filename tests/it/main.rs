@@ -10,6 +10,7 @@ mod support;
 mod agent;
 mod cli;
 mod daemon;
+mod diag;
 mod discover;
 mod durable;
 mod harness;

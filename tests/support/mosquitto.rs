@@ -76,6 +76,7 @@ pub struct MosquittoOptions {
     require_client_cert: bool,
     users: Vec<(String, String)>,
     persistence: bool,
+    server_cert_expires_in: Option<Duration>,
 }
 
 impl MosquittoOptions {
@@ -101,6 +102,14 @@ impl MosquittoOptions {
     /// Adds a user; with at least one user, anonymous clients are refused.
     pub fn user(mut self, name: &str, password: &str) -> Self {
         self.users.push((name.to_owned(), password.to_owned()));
+        self
+    }
+
+    /// TLS with a server certificate that expires `valid_for` from now
+    /// (instead of in a year). Implies [`Self::tls`].
+    pub fn server_cert_expires_in(mut self, valid_for: Duration) -> Self {
+        self.tls = true;
+        self.server_cert_expires_in = Some(valid_for);
         self
     }
 
@@ -156,8 +165,13 @@ impl Mosquitto {
         let dir = temp_dir("mosquitto");
         let tls = options.tls.then(|| {
             let ca = TestCa::generate(&dir.path().join("tls"));
-            let (server_cert_path, server_key_path) =
-                ca.issue_server_cert(&["127.0.0.1", "localhost"]);
+            let (server_cert_path, server_key_path) = match options.server_cert_expires_in {
+                Some(valid_for) => ca.issue_server_cert_until(
+                    &["127.0.0.1", "localhost"],
+                    SystemTime::now() + valid_for,
+                ),
+                None => ca.issue_server_cert(&["127.0.0.1", "localhost"]),
+            };
             TlsListener {
                 port: 0,
                 ca,
@@ -822,6 +836,18 @@ impl TestCa {
     /// A server certificate for `names` (IP addresses become IP SANs),
     /// valid from yesterday for a year. Returns `(cert_path, key_path)`.
     pub fn issue_server_cert(&self, names: &[&str]) -> (PathBuf, PathBuf) {
+        self.issue_server_cert_until(
+            names,
+            SystemTime::now() + Duration::from_secs(365 * 24 * 3600),
+        )
+    }
+
+    /// Like [`Self::issue_server_cert`], valid from yesterday until `not_after`.
+    pub fn issue_server_cert_until(
+        &self,
+        names: &[&str],
+        not_after: SystemTime,
+    ) -> (PathBuf, PathBuf) {
         let mut params =
             CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>())
                 .expect("server certificate names");
@@ -836,7 +862,7 @@ impl TestCa {
             params,
             "server",
             now - Duration::from_secs(24 * 3600),
-            now + Duration::from_secs(365 * 24 * 3600),
+            not_after,
         )
     }
 
