@@ -250,7 +250,8 @@ pub fn explain(devices: &[Device]) -> String {
     out
 }
 
-fn clip(text: &str, max: usize) -> String {
+/// One line of at most `max` characters, with an ellipsis when cut.
+pub(crate) fn clip(text: &str, max: usize) -> String {
     let flat = text.replace(['\r', '\n'], " ");
     if flat.chars().count() <= max {
         return flat;

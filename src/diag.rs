@@ -359,36 +359,20 @@ fn rfc3339(unix_s: u64) -> String {
 
 fn check_lan(settings: &config::DiscoveryConfig) -> Check {
     let wan = crate::discovery::default_route_interfaces();
-    let mut interfaces = Vec::new();
-    if let Ok(list) = nix::ifaddrs::getifaddrs() {
-        for ifa in list {
-            let flags = ifa.flags;
-            if flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
-                || !flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
-            {
-                continue;
-            }
-            let (Some(addr), Some(mask)) = (
-                ifa.address
-                    .as_ref()
-                    .and_then(|a| a.as_sockaddr_in().map(|s| s.ip())),
-                ifa.netmask
-                    .as_ref()
-                    .and_then(|a| a.as_sockaddr_in().map(|s| s.ip())),
-            ) else {
-                continue;
-            };
-            let prefix = u32::from(mask).count_ones();
-            let role = if wan.contains(&ifa.interface_name) {
+    let interfaces: Vec<String> = crate::discovery::ipv4_interfaces()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|ifa| {
+            let role = if wan.contains(&ifa.name) {
                 " (WAN)"
-            } else if settings.exclude_interfaces.contains(&ifa.interface_name) {
+            } else if settings.exclude_interfaces.contains(&ifa.name) {
                 " (excluded)"
             } else {
                 ""
             };
-            interfaces.push(format!("{} {addr}/{prefix}{role}", ifa.interface_name));
-        }
-    }
+            format!("{} {}/{}{role}", ifa.name, ifa.address, ifa.prefix)
+        })
+        .collect();
     let shown = if interfaces.is_empty() {
         "no IPv4 interface up".to_string()
     } else {
@@ -1018,7 +1002,7 @@ async fn check_device(
                         "{addr} answers to {} in {} ms: {}",
                         describe_credential(c),
                         latency.as_millis(),
-                        clip(&descr, 60)
+                        crate::cli::clip(&descr, 60)
                     ),
                 )
             }
@@ -1049,15 +1033,6 @@ async fn check_device(
         ),
         "check the device is on and its SNMP agent enabled, and that the community / v3 user in the config match the device's",
     )
-}
-
-fn clip(text: &str, max: usize) -> String {
-    let flat = text.replace(['\r', '\n'], " ");
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let kept: String = flat.chars().take(max.saturating_sub(1)).collect();
-    format!("{kept}…")
 }
 
 // ---------------------------------------------------------------- sweep
@@ -1329,7 +1304,7 @@ fn status_checks(status: &AgentStatus, now: u64) -> Vec<Check> {
             format!(
                 "{} recent error(s); the last: {}",
                 status.recent_errors.len(),
-                clip(last, 120)
+                crate::cli::clip(last, 120)
             ),
             "read the daemon's log (journalctl -u cpe-agent, or logread)",
         ),

@@ -315,42 +315,68 @@ pub fn sweep_targets(settings: &DiscoveryConfig) -> Vec<TargetSpec> {
     targets
 }
 
+/// An IPv4 address on an interface that is up (loopback left out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ipv4Interface {
+    pub name: String,
+    pub address: std::net::Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Interface {
+    pub fn network(&self) -> std::net::Ipv4Addr {
+        let mask = if self.prefix == 0 {
+            0
+        } else {
+            u32::MAX << (32 - u32::from(self.prefix))
+        };
+        std::net::Ipv4Addr::from(u32::from(self.address) & mask)
+    }
+}
+
+/// The gateway's IPv4 addresses on interfaces that are up, loopback left out.
+pub fn ipv4_interfaces() -> Result<Vec<Ipv4Interface>, nix::Error> {
+    use nix::net::if_::InterfaceFlags;
+    let mut out = Vec::new();
+    for ifa in nix::ifaddrs::getifaddrs()? {
+        if ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK)
+            || !ifa.flags.contains(InterfaceFlags::IFF_UP)
+        {
+            continue;
+        }
+        let ipv4 = |a: &Option<nix::sys::socket::SockaddrStorage>| {
+            a.as_ref().and_then(|a| a.as_sockaddr_in().map(|s| s.ip()))
+        };
+        let (Some(address), Some(mask)) = (ipv4(&ifa.address), ipv4(&ifa.netmask)) else {
+            continue;
+        };
+        out.push(Ipv4Interface {
+            name: ifa.interface_name.clone(),
+            address,
+            prefix: u32::from(mask).count_ones() as u8,
+        });
+    }
+    Ok(out)
+}
+
 /// The directly attached IPv4 subnets, without loopback, the default-route
 /// (WAN) interface, excluded interfaces, and subnets larger than `max_prefix`.
 pub fn lan_subnets(settings: &DiscoveryConfig) -> Vec<TargetSpec> {
     let wan = default_route_interfaces();
-    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+    let Ok(interfaces) = ipv4_interfaces() else {
         tracing::warn!("cannot list network interfaces; sweeping configured targets only");
         return Vec::new();
     };
     let mut out = Vec::new();
     for ifa in interfaces {
-        let name = ifa.interface_name.clone();
-        let flags = ifa.flags;
-        if flags.contains(nix::net::if_::InterfaceFlags::IFF_LOOPBACK)
-            || !flags.contains(nix::net::if_::InterfaceFlags::IFF_UP)
-            || wan.contains(&name)
-            || settings.exclude_interfaces.contains(&name)
-        {
+        if wan.contains(&ifa.name) || settings.exclude_interfaces.contains(&ifa.name) {
             continue;
         }
-        let (Some(addr), Some(mask)) = (
-            ifa.address
-                .as_ref()
-                .and_then(|a| a.as_sockaddr_in().map(|s| s.ip())),
-            ifa.netmask
-                .as_ref()
-                .and_then(|a| a.as_sockaddr_in().map(|s| s.ip())),
-        ) else {
-            continue;
-        };
-        let prefix = u32::from(mask).count_ones() as u8;
-        if prefix < settings.max_prefix {
-            tracing::warn!(interface = %name, prefix, max_prefix = settings.max_prefix, "LAN subnet larger than discovery.max_prefix; not sweeping it");
+        if ifa.prefix < settings.max_prefix {
+            tracing::warn!(interface = %ifa.name, prefix = ifa.prefix, max_prefix = settings.max_prefix, "LAN subnet larger than discovery.max_prefix; not sweeping it");
             continue;
         }
-        let network = std::net::Ipv4Addr::from(u32::from(addr) & u32::from(mask));
-        if let Ok(spec) = format!("{network}/{prefix}").parse() {
+        if let Ok(spec) = format!("{}/{}", ifa.network(), ifa.prefix).parse() {
             out.push(spec);
         }
     }

@@ -91,17 +91,8 @@ impl Session {
                 if let Some(transport) = transport {
                     options.set_transport(transport);
                 }
-                let (client, mut eventloop) = rumqttc::AsyncClient::new(options, capacity);
-                let driver = tokio::spawn(async move {
-                    loop {
-                        let event = next_v311(&mut eventloop).await;
-                        let ended = event.is_err();
-                        if tx.send(event).await.is_err() || ended {
-                            break;
-                        }
-                    }
-                });
-                (Client::V311(client), driver)
+                let (client, eventloop) = rumqttc::AsyncClient::new(options, capacity);
+                (Client::V311(client), drive(eventloop, tx))
             }
             MqttProtocol::V5 => {
                 let mut options = v5::MqttOptions::new(client_id, mqtt.host.clone(), mqtt.port);
@@ -121,17 +112,8 @@ impl Session {
                 if let Some(transport) = transport {
                     options.set_transport(transport);
                 }
-                let (client, mut eventloop) = v5::AsyncClient::new(options, capacity);
-                let driver = tokio::spawn(async move {
-                    loop {
-                        let event = next_v5(&mut eventloop).await;
-                        let ended = event.is_err();
-                        if tx.send(event).await.is_err() || ended {
-                            break;
-                        }
-                    }
-                });
-                (Client::V5(client), driver)
+                let (client, eventloop) = v5::AsyncClient::new(options, capacity);
+                (Client::V5(client), drive(eventloop, tx))
             }
         };
         Ok(Session {
@@ -167,6 +149,45 @@ impl Session {
             Client::V5(client) => client.try_disconnect().map_err(|e| e.to_string()),
         };
     }
+}
+
+/// Either version's event loop, as the driver task sees it.
+trait EventSource: Send + 'static {
+    fn next_happening(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Happening, String>> + Send;
+}
+
+impl EventSource for rumqttc::EventLoop {
+    fn next_happening(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Happening, String>> + Send {
+        next_v311(self)
+    }
+}
+
+impl EventSource for v5::EventLoop {
+    fn next_happening(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Happening, String>> + Send {
+        next_v5(self)
+    }
+}
+
+/// Runs an event loop in its own task until it fails or the session is dropped.
+fn drive(
+    mut source: impl EventSource,
+    tx: tokio::sync::mpsc::Sender<Result<Happening, String>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let event = source.next_happening().await;
+            let ended = event.is_err();
+            if tx.send(event).await.is_err() || ended {
+                break;
+            }
+        }
+    })
 }
 
 async fn next_v311(eventloop: &mut rumqttc::EventLoop) -> Result<Happening, String> {
