@@ -424,7 +424,8 @@ pub fn snmp_get_answers(addr: SocketAddr, community: &str, timeout: Duration) ->
         return false;
     };
     let request_id = (std::process::id() & 0x3fff) as i32 * 0x1_0000 + 0x4321;
-    let packet = snmp_v2c_get(community, request_id, &[1, 3, 6, 1, 2, 1, 1, 1, 0]);
+    let sys_descr = cpe_agent::snmp::Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 1, 1, 0]);
+    let packet = rogue::encode_v2c_get(community, request_id, &sys_descr);
     if socket.send_to(&packet, addr).is_err() {
         return false;
     }
@@ -442,59 +443,4 @@ pub fn snmp_get_answers(addr: SocketAddr, community: &str, timeout: Duration) ->
             Err(_) => return false,
         }
     }
-}
-
-/// BER-encodes an SNMPv2c GetRequest for one OID.
-fn snmp_v2c_get(community: &str, request_id: i32, oid: &[u32]) -> Vec<u8> {
-    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes: Vec<u8> = len
-                .to_be_bytes()
-                .into_iter()
-                .skip_while(|b| *b == 0)
-                .collect();
-            out.push(0x80 | bytes.len() as u8);
-            out.extend(bytes);
-        }
-        out.extend_from_slice(content);
-        out
-    }
-    fn integer(value: i32) -> Vec<u8> {
-        let bytes = value.to_be_bytes();
-        let mut start = 0;
-        while start < 3
-            && ((bytes[start] == 0x00 && bytes[start + 1] & 0x80 == 0)
-                || (bytes[start] == 0xff && bytes[start + 1] & 0x80 != 0))
-        {
-            start += 1;
-        }
-        tlv(0x02, &bytes[start..])
-    }
-    fn object_id(oid: &[u32]) -> Vec<u8> {
-        let mut content = vec![(oid[0] * 40 + oid[1]) as u8];
-        for &arc in &oid[2..] {
-            let mut chunk = vec![(arc & 0x7f) as u8];
-            let mut rest = arc >> 7;
-            while rest > 0 {
-                chunk.push(0x80 | (rest & 0x7f) as u8);
-                rest >>= 7;
-            }
-            content.extend(chunk.into_iter().rev());
-        }
-        tlv(0x06, &content)
-    }
-    let varbind = tlv(0x30, &[object_id(oid), vec![0x05, 0x00]].concat());
-    let varbinds = tlv(0x30, &varbind);
-    let pdu = tlv(
-        0xa0,
-        &[integer(request_id), integer(0), integer(0), varbinds].concat(),
-    );
-    tlv(
-        0x30,
-        &[integer(1), tlv(0x04, community.as_bytes()), pdu].concat(),
-    )
 }

@@ -407,6 +407,25 @@ impl Agent {
 
 // ------------------------------------------------------------------ BER
 
+/// An SNMPv2c GetRequest for one OID (the harness's readiness probe uses it too).
+pub fn encode_v2c_get(community: &str, request_id: i32, oid: &Oid) -> Vec<u8> {
+    let varbind = tlv(0x30, &[object_id(oid), vec![0x05, 0x00]].concat());
+    let pdu = tlv(
+        0xa0,
+        &[
+            signed(0x02, i64::from(request_id)),
+            signed(0x02, 0),
+            signed(0x02, 0),
+            tlv(0x30, &varbind),
+        ]
+        .concat(),
+    );
+    tlv(
+        0x30,
+        &[signed(0x02, 1), tlv(0x04, community.as_bytes()), pdu].concat(),
+    )
+}
+
 fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = content.len();
