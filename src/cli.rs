@@ -4,11 +4,14 @@
 //! - `cpe-agent discover [--config PATH] [--target SPEC]... [--json]`
 //! - `cpe-agent diag [--config PATH] [--json] [--timeout DURATION] [--sweep]`
 //! - `cpe-agent config check PATH`
+//! - `cpe-agent config sign BUNDLE --key PRIVATE_KEY [--out FILE]`
+//! - `cpe-agent config verify ENVELOPE --pubkey PUBLIC_KEY`
+//! - `cpe-agent keygen --out PREFIX`
 //!
 //! The config path is `--config`, else `$CPE_AGENT_CONFIG`, else
 //! `/etc/cpe-agent/agent.toml`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -45,6 +48,12 @@ pub enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Make a provider signing key pair: PREFIX.key (private, mode 0600) and PREFIX.pub.
+    Keygen {
+        /// Where to write the keys, without extension (e.g. keys/provider).
+        #[arg(long, value_name = "PREFIX")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -93,6 +102,25 @@ pub enum ConfigCommand {
         /// The file to check.
         path: PathBuf,
     },
+    /// Sign a bundle (JSON, see docs/provisioning.md); prints the envelope to push.
+    Sign {
+        /// The bundle file; its exact bytes are signed.
+        bundle: PathBuf,
+        /// The provider's private key (PKCS#8 PEM, from keygen or openssl genpkey).
+        #[arg(long, value_name = "PRIVATE_KEY")]
+        key: PathBuf,
+        /// Write the envelope here instead of to stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check a signed envelope's signature, expiry and bundle: exit 0 when valid, 1 with the reason.
+    Verify {
+        /// The envelope file, as `config sign` writes it.
+        bundle: PathBuf,
+        /// The provider's public key (SPKI PEM, or the base64 raw key).
+        #[arg(long, value_name = "PUBLIC_KEY")]
+        pubkey: PathBuf,
+    },
 }
 
 /// `--config`, else `$CPE_AGENT_CONFIG`, else the default path.
@@ -115,7 +143,139 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
             sweep: args.sweep,
         })),
         Command::Config(ConfigCommand::Check { path }) => Ok(check(&path)),
+        Command::Config(ConfigCommand::Sign { bundle, key, out }) => {
+            Ok(report(sign(&bundle, &key, out.as_deref())))
+        }
+        Command::Config(ConfigCommand::Verify { bundle, pubkey }) => {
+            Ok(report(verify(&bundle, &pubkey)))
+        }
+        Command::Keygen { out } => Ok(report(keygen(&out))),
     }
+}
+
+/// Prints an error and turns it into exit code 1.
+fn report(result: Result<(), String>) -> i32 {
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("{e}");
+            1
+        }
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{}: cannot read the {what}: {e}", path.display()))
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String, String> {
+    String::from_utf8(read(path, what)?)
+        .map_err(|_| format!("{}: the {what} is not UTF-8 text", path.display()))
+}
+
+fn sign(bundle: &Path, key: &Path, out: Option<&Path>) -> Result<(), String> {
+    let bytes = read(bundle, "bundle")?;
+    crate::bundle::check_bundle(&bytes).map_err(|r| format!("{}: {r}", bundle.display()))?;
+    let key = crate::bundle::parse_private_key(&read_text(key, "private key")?)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    let envelope = crate::bundle::sign(&bytes, &key);
+    if envelope.len() > crate::bundle::DEFAULT_MAX_BYTES {
+        return Err(format!(
+            "{}: the signed message would be {} bytes; agents accept at most {}",
+            bundle.display(),
+            envelope.len(),
+            crate::bundle::DEFAULT_MAX_BYTES
+        ));
+    }
+    match out {
+        Some(path) => std::fs::write(path, format!("{envelope}\n"))
+            .map_err(|e| format!("{}: cannot write the envelope: {e}", path.display())),
+        None => {
+            println!("{envelope}");
+            Ok(())
+        }
+    }
+}
+
+fn verify(envelope: &Path, pubkey: &Path) -> Result<(), String> {
+    use crate::bundle;
+    let key = bundle::parse_public_key_file(&read_text(pubkey, "public key")?)
+        .map_err(|e| format!("{}: {e}", pubkey.display()))?;
+    let message = read(envelope, "envelope")?;
+    // A file may end in a newline; the agent gets the message without it.
+    let message = message.trim_ascii_end();
+    let keys = [(bundle::key_id(&key), key)];
+    let checked = bundle::authenticate(message, &keys, bundle::DEFAULT_MAX_BYTES)
+        .and_then(|b| bundle::check_expiry(&b, std::time::SystemTime::now()).map(|()| b))
+        .map_err(|r| format!("{}: {r}", envelope.display()))?;
+    println!(
+        "valid: version {}, target {}, key id {}",
+        checked.version, checked.target, checked.key_id
+    );
+    Ok(())
+}
+
+fn keygen(prefix: &Path) -> Result<(), String> {
+    use ed25519_dalek::pkcs8::{spki::der::pem::LineEnding, EncodePrivateKey, EncodePublicKey};
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let with = |ext: &str| {
+        let mut path = prefix.as_os_str().to_owned();
+        path.push(ext);
+        PathBuf::from(path)
+    };
+    let (private_path, public_path) = (with(".key"), with(".pub"));
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::getrandom(seed.as_mut_slice())
+        .map_err(|e| format!("cannot get randomness from the system: {e}"))?;
+    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
+    // PKCS#8 v1 (no public key inside), as openssl writes: OpenSSL 3.0 reads no v2.
+    let private = ed25519_dalek::pkcs8::KeypairBytes {
+        secret_key: key.to_bytes(),
+        public_key: None,
+    }
+    .to_pkcs8_pem(LineEnding::LF)
+    .map_err(|e| format!("cannot encode the private key: {e}"))?;
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(LineEnding::LF)
+        .map_err(|e| format!("cannot encode the public key: {e}"))?;
+    for path in [&private_path, &public_path] {
+        if path.exists() {
+            return Err(format!(
+                "{}: already exists; keygen never overwrites a key (remove it or choose another --out)",
+                path.display()
+            ));
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&private_path)
+        .and_then(|mut f| f.write_all(private.as_bytes()))
+        .map_err(|e| {
+            format!(
+                "{}: cannot write the private key: {e} (does the directory exist, and may you write to it?)",
+                private_path.display()
+            )
+        })?;
+    std::fs::write(&public_path, public.as_bytes()).map_err(|e| {
+        format!(
+            "{}: cannot write the public key: {e}",
+            public_path.display()
+        )
+    })?;
+    let verifying = key.verifying_key();
+    println!("private key: {} (keep it secret)", private_path.display());
+    println!("public key:  {}", public_path.display());
+    println!("key id:      {}", crate::bundle::key_id(&verifying));
+    println!("add to the agents' config, [provisioning]:");
+    println!(
+        "public_keys = [\"{}\"]",
+        crate::bundle::public_key_base64(&verifying)
+    );
+    Ok(())
 }
 
 fn check(path: &std::path::Path) -> i32 {

@@ -404,7 +404,9 @@ impl Serialize for FsyncSetting {
 #[serde(deny_unknown_fields, default)]
 pub struct ProvisioningConfig {
     pub enabled: bool,
-    /// Ed25519 public keys (base64) whose signatures are accepted.
+    /// Ed25519 public keys whose signatures are accepted, each the base64 of
+    /// the raw 32-byte key (as `cpe-agent keygen` prints it). Several keys
+    /// allow rotation. See docs/provisioning.md.
     pub public_keys: Vec<String>,
     /// Group topics the agent also follows for pushes.
     pub groups: Vec<String>,
@@ -718,6 +720,7 @@ impl Config {
         }
         self.polling.validate()?;
         self.thresholds.validate()?;
+        self.provisioning.validate()?;
         if self.storage.state_dir.as_os_str().is_empty() {
             return bad(
                 "storage.state_dir",
@@ -725,6 +728,13 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The same checks a config file gets after parsing, for settings that
+    /// arrive another way (a provider's pushed bundle): the dotted key and
+    /// what is wrong with it.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        self.validate()
     }
 
     /// The classification rules: the operator's (if any) before the built-in ones.
@@ -872,6 +882,30 @@ impl Thresholds {
             }
         }
         Ok(())
+    }
+}
+
+impl ProvisioningConfig {
+    fn validate(&self) -> Result<(), Invalid> {
+        for (i, key) in self.public_keys.iter().enumerate() {
+            crate::bundle::parse_public_key(key)
+                .map_err(|why| (format!("provisioning.public_keys[{i}]"), why))?;
+        }
+        if self.enabled && self.public_keys.is_empty() {
+            return Err((
+                "provisioning.enabled".into(),
+                "provisioning needs at least one key in provisioning.public_keys (see `cpe-agent keygen`)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The trusted keys; [`Config`] validation has already checked them.
+    pub fn verifying_keys(&self) -> Vec<ed25519_dalek::VerifyingKey> {
+        self.public_keys
+            .iter()
+            .filter_map(|k| crate::bundle::parse_public_key(k).ok())
+            .collect()
     }
 }
 

@@ -6,6 +6,7 @@
 //! lifecycle, and [`shutdown`] is the one signal every task obeys.
 
 pub mod agent_status;
+pub mod bundle;
 pub mod classify;
 pub mod cli;
 pub mod config;

@@ -8,6 +8,7 @@
 mod support;
 
 mod agent;
+mod bundle;
 mod cli;
 mod daemon;
 mod diag;
