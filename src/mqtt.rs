@@ -283,13 +283,18 @@ fn tls_alert_hint(text: &str) -> Option<String> {
     Some(format!("{advice} [{text}]"))
 }
 
+/// A CONNACK refusal, in either version's reason codes.
+fn refused(code: &dyn std::fmt::Debug) -> String {
+    format!("the broker refused the connection ({code:?}): check mqtt.username, mqtt.password and that the agent id may connect")
+}
+
 fn describe_v311(e: &rumqttc::ConnectionError) -> String {
     use rumqttc::ConnectionError as E;
     if let Some(hint) = tls_alert_hint(&e.to_string()) {
         return hint;
     }
     match e {
-        E::ConnectionRefused(code) => format!("the broker refused the connection ({code:?}): check mqtt.username, mqtt.password and that the agent id may connect"),
+        E::ConnectionRefused(code) => refused(code),
         E::Tls(tls) => format!("TLS failed: {tls} ({TLS_HINT})"),
         E::Io(io) => describe_io(io),
         other => other.to_string(),
@@ -302,7 +307,7 @@ fn describe_v5(e: &v5::ConnectionError) -> String {
         return hint;
     }
     match e {
-        E::ConnectionRefused(code) => format!("the broker refused the connection ({code:?}): check mqtt.username, mqtt.password and that the agent id may connect"),
+        E::ConnectionRefused(code) => refused(code),
         E::Tls(tls) => format!("TLS failed: {tls} ({TLS_HINT})"),
         E::Io(io) => describe_io(io),
         other => other.to_string(),

@@ -69,20 +69,36 @@ pub enum DeviceEvent {
     },
     ThresholdCrossed {
         device_id: String,
-        metric: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        subject: Option<String>,
-        value: f64,
-        limit: f64,
+        #[serde(flatten)]
+        threshold: ThresholdChange,
     },
     ThresholdCleared {
         device_id: String,
-        metric: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        subject: Option<String>,
-        value: f64,
-        limit: f64,
+        #[serde(flatten)]
+        threshold: ThresholdChange,
     },
+}
+
+/// Which limit a value crossed, for the threshold events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdChange {
+    pub metric: String,
+    /// The interface or channel it is about, when the device has several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub value: f64,
+    pub limit: f64,
+}
+
+impl From<&health::Breach> for ThresholdChange {
+    fn from(breach: &health::Breach) -> ThresholdChange {
+        ThresholdChange {
+            metric: breach.metric.to_string(),
+            subject: breach.subject.clone(),
+            value: breach.value,
+            limit: breach.limit,
+        }
+    }
 }
 
 impl DeviceEvent {
@@ -325,30 +341,27 @@ impl DevicePoller {
     /// Tells new crossings and the ones that ended since the last poll.
     fn threshold_events(&mut self, device_id: &str, now: Vec<health::Breach>) {
         let now: BTreeMap<_, _> = now.into_iter().map(|b| (b.key(), b)).collect();
+        let device_id = device_id.to_string();
         for (key, breach) in &now {
             if !self.breached.contains_key(key) {
+                let threshold = ThresholdChange::from(breach);
                 send(
                     &self.reports,
                     Report::Event(DeviceEvent::ThresholdCrossed {
-                        device_id: device_id.to_string(),
-                        metric: breach.metric.to_string(),
-                        subject: breach.subject.clone(),
-                        value: breach.value,
-                        limit: breach.limit,
+                        device_id: device_id.clone(),
+                        threshold,
                     }),
                 );
             }
         }
         for (key, old) in &self.breached {
             if !now.contains_key(key) {
+                let threshold = ThresholdChange::from(old);
                 send(
                     &self.reports,
                     Report::Event(DeviceEvent::ThresholdCleared {
-                        device_id: device_id.to_string(),
-                        metric: old.metric.to_string(),
-                        subject: old.subject.clone(),
-                        value: old.value,
-                        limit: old.limit,
+                        device_id: device_id.clone(),
+                        threshold,
                     }),
                 );
             }

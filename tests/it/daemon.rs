@@ -353,3 +353,45 @@ fn diag_reads_what_the_running_daemon_reports() {
     assert!(devices.iter().all(|c| c["status"] == "pass"), "{report}");
     assert!(daemon.is_running());
 }
+
+#[test]
+fn thresholds_are_crossed_and_cleared_on_real_readings() {
+    let lab = Lab::start(91);
+    let mut events = lab
+        .broker
+        .subscribe(&format!("cpe/v1/{AGENT_ID}/devices/+/events"));
+    // Limits the simulated router's CPU and the modem's downstream SNR (38.9–40.3 dB) break.
+    let strict = "[thresholds]\ncpu_percent = { max = 0 }\ndocsis_snr_db = { min = 45 }\n";
+    let config = lab.write_config(&format!("{}{strict}", lab.config("1s")));
+    let mut daemon = lab.daemon(&config);
+    let crossed = |metric: &str| {
+        let metric = metric.to_string();
+        move |m: &Message| {
+            m.json()["event"] == "threshold_crossed" && m.json()["metric"] == metric.as_str()
+        }
+    };
+    let cpu = events.expect_message(Duration::from_secs(15), crossed("cpu_percent"));
+    assert_eq!(cpu.json()["limit"], 0.0);
+    assert!(
+        cpu.json()["value"].as_f64().is_some_and(|v| v > 0.0),
+        "{}",
+        cpu.text()
+    );
+    let snr = events.expect_message(Duration::from_secs(15), crossed("docsis_snr_db"));
+    assert_eq!(snr.json()["limit"], 45.0);
+    assert!(
+        snr.json()["subject"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("downstream ")),
+        "{}",
+        snr.text()
+    );
+
+    // Back to the default limits: the next poll clears them.
+    lab.write_config(&lab.config("1s"));
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_log("config reloaded", 1, Duration::from_secs(5));
+    events.expect_message(Duration::from_secs(10), |m| {
+        m.json()["event"] == "threshold_cleared" && m.json()["metric"] == "cpu_percent"
+    });
+}

@@ -70,6 +70,25 @@ fn is_device_health(m: &durable::Received) -> bool {
     m.topic.contains("/devices/") && m.topic.ends_with("/health")
 }
 
+/// Called as the broker comes back: collects until a report made after that
+/// moment arrives — delivery is in order, so everything queued during the
+/// outage must have arrived before it — and checks that no seq is missing or
+/// out of order. Returns everything seen, `before` included.
+fn assert_delivered_after_return(
+    noc: &Durable,
+    before: Vec<durable::Received>,
+) -> Vec<durable::Received> {
+    let back = std::time::SystemTime::now();
+    let after = noc.until(Duration::from_secs(40), |m| made_after(m, back));
+    assert!(
+        after.last().is_some_and(|m| made_after(m, back)),
+        "no report made after the outage arrived"
+    );
+    let all: Vec<_> = before.into_iter().chain(after).collect();
+    durable::assert_complete_and_ordered(&durable::seqs(&all));
+    all
+}
+
 /// A device health report the agent made after `moment` (by its own `ts`).
 fn made_after(m: &durable::Received, moment: std::time::SystemTime) -> bool {
     let made = m.json["ts"]
@@ -98,18 +117,7 @@ fn an_outage_loses_nothing_and_delivers_in_order() {
     std::thread::sleep(Duration::from_secs(4));
     broker.start_again();
 
-    // Everything produced during the outage arrives, in order, then new reports.
-    // Delivery is in order: once a report made after the broker's return
-    // arrives, everything queued during the outage has arrived before it.
-    let back = std::time::SystemTime::now();
-    let after = noc.until(Duration::from_secs(40), |m| made_after(m, back));
-    assert!(
-        after.last().is_some_and(|m| made_after(m, back)),
-        "no report made after the outage arrived"
-    );
-    let all: Vec<_> = before.into_iter().chain(after).collect();
-    let seqs = durable::seqs(&all);
-    durable::assert_complete_and_ordered(&seqs);
+    let all = assert_delivered_after_return(&noc, before);
     let during = all.iter().filter(|m| is_device_health(m)).count();
     assert!(
         during >= 5,
@@ -146,14 +154,7 @@ fn an_agent_restart_in_the_middle_of_an_outage_loses_nothing() {
     std::thread::sleep(Duration::from_secs(2));
     broker.start_again();
 
-    let back = std::time::SystemTime::now();
-    let after = noc.until(Duration::from_secs(40), |m| made_after(m, back));
-    assert!(
-        after.last().is_some_and(|m| made_after(m, back)),
-        "no report made after the outage arrived"
-    );
-    let all: Vec<_> = before.into_iter().chain(after).collect();
-    durable::assert_complete_and_ordered(&durable::seqs(&all));
+    assert_delivered_after_return(&noc, before);
 }
 
 #[test]

@@ -100,7 +100,7 @@ impl Printed {
         match value {
             Value::Integer(n) => Printed::Int(*n),
             Value::OctetString(bytes) => Printed::Bytes(bytes.clone()),
-            Value::ObjectId(oid) => Printed::Oid(zero_dot_zero(oid)),
+            Value::ObjectId(oid) => Printed::Oid(oid.clone()),
             Value::IpAddress(ip) => Printed::Ip(*ip),
             Value::Counter32(n) => Printed::Counter32(u64::from(*n)),
             Value::Gauge32(n) => Printed::Gauge32(u64::from(*n)),
@@ -115,31 +115,8 @@ impl Printed {
     }
 }
 
-/// `snmp::Value` reads the OID value `0.0` (zeroDotZero, BER `06 01 00`,
-/// common in ifSpecific, hrDeviceID, ...) as `0`: asn1-rs decodes the single
-/// byte 0x00 as one arc. A decoder quirk in `snmp.rs`, not the walk's, so the
-/// comparisons here read `0` as `0.0` (a fix is recommended in the report).
-fn zero_dot_zero(oid: &Oid) -> Oid {
-    if oid.arcs() == [0] {
-        Oid::from_arcs(&[0, 0])
-    } else {
-        oid.clone()
-    }
-}
-
-fn normalised(varbinds: &[(Oid, Value)]) -> Vec<(Oid, Value)> {
-    varbinds
-        .iter()
-        .map(|(name, value)| match value {
-            Value::ObjectId(oid) => (name.clone(), Value::ObjectId(zero_dot_zero(oid))),
-            other => (name.clone(), other.clone()),
-        })
-        .collect()
-}
-
 /// Asserts equal varbind lists, naming the first difference.
 fn assert_same_varbinds(what: &str, ours: &[(Oid, Value)], expected: &[(Oid, Value)]) {
-    let ours = normalised(ours);
     if let Some(at) = (0..ours.len().max(expected.len())).find(|&i| ours.get(i) != expected.get(i))
     {
         panic!(
