@@ -75,6 +75,7 @@ fn main() {
             config_rx,
             reports_rx,
             queue,
+            cpe_agent::report::Links::unused(),
             shutdown,
         ));
         // The birth status and the agent's own health are acknowledged too.

@@ -15,7 +15,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::time::SystemTime;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -78,6 +77,8 @@ pub enum Rejection {
     WrongTarget { target: String },
     /// Not newer than the bundle applied last.
     Replay { version: u64, applied: u64 },
+    /// A command with a request id that already ran.
+    RepeatedCommand { request_id: String },
     /// Its `not_after` has passed.
     Expired { not_after: String },
     /// Not a valid envelope or bundle: what and where.
@@ -94,7 +95,7 @@ impl Rejection {
             Rejection::BadSignature => "bad_signature",
             Rejection::UnknownKey { .. } => "unknown_key",
             Rejection::WrongTarget { .. } => "wrong_target",
-            Rejection::Replay { .. } => "replay",
+            Rejection::Replay { .. } | Rejection::RepeatedCommand { .. } => "replay",
             Rejection::Expired { .. } => "expired",
             Rejection::Invalid(_) => "invalid",
             Rejection::TooLarge { .. } => "too_large",
@@ -118,6 +119,9 @@ impl Rejection {
             ),
             Rejection::Replay { version, applied } => format!(
                 "replay: version {version} is not greater than the applied version {applied}; push a higher version"
+            ),
+            Rejection::RepeatedCommand { request_id } => format!(
+                "replay: command {request_id:?} has already run; send a new request id"
             ),
             Rejection::Expired { not_after } => {
                 format!("expired: not_after {not_after} has passed; re-issue the bundle")
@@ -166,6 +170,8 @@ pub struct Bundle {
     pub version: u64,
     /// As written (RFC 3339), and as a time.
     pub not_after: Option<(String, SystemTime)>,
+    /// Check and report the difference; change nothing.
+    pub dry_run: bool,
     pub desired: Desired,
 }
 
@@ -186,18 +192,7 @@ pub struct SnmpSet {
     pub value: SetValue,
 }
 
-/// A SET value with its SNMP type.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetValue {
-    Integer(i32),
-    String(String),
-    Oid(String),
-    IpAddress(Ipv4Addr),
-    Unsigned(u32),
-    Counter32(u32),
-    TimeTicks(u32),
-    Hex(Vec<u8>),
-}
+pub use crate::snmp::SetValue;
 
 /// The key id of a public key: the first 8 bytes of SHA-256 of its 32 raw bytes, in hex.
 pub fn key_id(key: &VerifyingKey) -> String {
@@ -306,6 +301,18 @@ pub fn authenticate(
     keys: &[(String, VerifyingKey)],
     max_bytes: usize,
 ) -> Result<Bundle, Rejection> {
+    let (bytes, key_id) = open_envelope(message, keys, max_bytes)?;
+    let mut bundle = check_bundle(&bytes)?;
+    bundle.key_id = key_id;
+    Ok(bundle)
+}
+
+/// Size, envelope, key and signature: the signed bytes and the key id.
+fn open_envelope(
+    message: &[u8],
+    keys: &[(String, VerifyingKey)],
+    max_bytes: usize,
+) -> Result<(Vec<u8>, String), Rejection> {
     if message.len() > max_bytes {
         return Err(Rejection::TooLarge {
             bytes: message.len(),
@@ -343,9 +350,139 @@ pub fn authenticate(
         .ok_or(Rejection::BadSignature)?;
     key.verify_strict(&bytes, &signature)
         .map_err(|_| Rejection::BadSignature)?;
-    let mut bundle = check_bundle(&bytes)?;
-    bundle.key_id = id;
-    Ok(bundle)
+    Ok((bytes, id))
+}
+
+/// The `schema` of a signed command.
+pub const COMMAND_SCHEMA: &str = "cpe-agent/command/1";
+
+/// A command must expire within this long of its arrival: a captured
+/// command cannot be replayed later, and the agent only has to remember the
+/// ids it ran for this long.
+pub const COMMAND_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// What a command asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommandKind {
+    /// Sweep the LAN now.
+    Rediscover,
+    /// Poll one device (or all) now.
+    PollNow { device: Option<String> },
+    /// Run the diag checks and return their JSON.
+    Diag,
+    /// Reboot a device through its MIB.
+    RebootDevice { device: String },
+}
+
+impl CommandKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandKind::Rediscover => "rediscover",
+            CommandKind::PollNow { .. } => "poll-now",
+            CommandKind::Diag => "diag",
+            CommandKind::RebootDevice { .. } => "reboot-device",
+        }
+    }
+}
+
+/// A verified command.
+#[derive(Debug, Clone)]
+pub struct Command {
+    pub request_id: String,
+    pub key_id: String,
+    pub not_after: (String, SystemTime),
+    pub kind: CommandKind,
+}
+
+/// Verifies a command from `{prefix}/cmd/{request_id}`: signed like a
+/// bundle, for this agent, carrying the topic's request id, not expired and
+/// expiring within [`COMMAND_MAX_LIFETIME`], and not run before (`ran`).
+pub fn verify_command(
+    message: &[u8],
+    topic_request_id: &str,
+    trust: &Trust,
+    ran: &[String],
+    now: SystemTime,
+) -> Result<Command, Rejection> {
+    let (bytes, key_id) = open_envelope(message, &trust.keys, trust.max_bytes)?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Raw {
+        schema: String,
+        target: Target,
+        request_id: String,
+        not_after: String,
+        command: String,
+        device: Option<String>,
+    }
+    let raw: Raw =
+        serde_json::from_slice(&bytes).map_err(|e| Rejection::Invalid(format!("command: {e}")))?;
+    if raw.schema != COMMAND_SCHEMA {
+        return Err(Rejection::Invalid(format!(
+            "schema: expected {COMMAND_SCHEMA:?}, got {:?}",
+            raw.schema
+        )));
+    }
+    if raw.request_id != topic_request_id {
+        return Err(Rejection::Invalid(format!(
+            "request_id: {:?} is not the topic's {topic_request_id:?}; sign the command for the topic it is sent to",
+            raw.request_id
+        )));
+    }
+    let kind = match (raw.command.as_str(), raw.device) {
+        ("rediscover", None) => CommandKind::Rediscover,
+        ("diag", None) => CommandKind::Diag,
+        ("poll-now", device) => CommandKind::PollNow { device },
+        ("reboot-device", Some(device)) => CommandKind::RebootDevice { device },
+        ("reboot-device", None) => {
+            return Err(Rejection::Invalid(
+                "device: reboot-device needs the device id".into(),
+            ))
+        }
+        ("rediscover" | "diag", Some(_)) => {
+            return Err(Rejection::Invalid(format!(
+                "device: {} takes no device",
+                raw.command
+            )))
+        }
+        (other, _) => {
+            return Err(Rejection::Invalid(format!(
+                "command: {other:?} is not one of rediscover, poll-now, diag, reboot-device"
+            )))
+        }
+    };
+    let ours = match &raw.target {
+        Target::Agent(id) => *id == trust.agent_id,
+        Target::Group(group) => trust.groups.iter().any(|g| g == group),
+    };
+    if !ours {
+        return Err(Rejection::WrongTarget {
+            target: raw.target.to_string(),
+        });
+    }
+    let not_after = parse_not_after(raw.not_after)?;
+    if now > not_after.1 {
+        return Err(Rejection::Expired {
+            not_after: not_after.0,
+        });
+    }
+    if not_after.1 > now + COMMAND_MAX_LIFETIME {
+        return Err(Rejection::Invalid(format!(
+            "not_after: {} is more than 24 hours away; commands must expire sooner",
+            not_after.0
+        )));
+    }
+    if ran.contains(&raw.request_id) {
+        return Err(Rejection::RepeatedCommand {
+            request_id: raw.request_id,
+        });
+    }
+    Ok(Command {
+        request_id: raw.request_id,
+        key_id,
+        not_after,
+        kind,
+    })
 }
 
 /// Refuses a bundle whose `not_after` is before `now`.
@@ -367,6 +504,8 @@ pub fn check_bundle(bytes: &[u8]) -> Result<Bundle, Rejection> {
         target: Target,
         version: u64,
         not_after: Option<String>,
+        #[serde(default)]
+        dry_run: bool,
         desired: RawDesired,
     }
     #[derive(Deserialize)]
@@ -414,17 +553,7 @@ pub fn check_bundle(bytes: &[u8]) -> Result<Bundle, Rejection> {
     if value.trim().is_empty() {
         return Err(invalid(format!("{name}: expected a name, got \"\"")));
     }
-    let not_after = match raw.not_after {
-        None => None,
-        Some(text) => {
-            let at = humantime::parse_rfc3339(&text).map_err(|_| {
-                invalid(format!(
-                    "not_after: expected an RFC 3339 UTC time like \"2026-12-01T00:00:00Z\", got {text:?}"
-                ))
-            })?;
-            Some((text, at))
-        }
-    };
+    let not_after = raw.not_after.map(parse_not_after).transpose()?;
     if let Some(agent) = &raw.desired.agent {
         check_agent_settings(agent)?;
     }
@@ -459,11 +588,47 @@ pub fn check_bundle(bytes: &[u8]) -> Result<Bundle, Rejection> {
         target: raw.target,
         version: raw.version,
         not_after,
+        dry_run: raw.dry_run,
         desired: Desired {
             agent: raw.desired.agent,
             devices,
         },
     })
+}
+
+fn parse_not_after(text: String) -> Result<(String, SystemTime), Rejection> {
+    let at = humantime::parse_rfc3339(&text).map_err(|_| {
+        Rejection::Invalid(format!(
+            "not_after: expected an RFC 3339 UTC time like \"2026-12-01T00:00:00Z\", got {text:?}"
+        ))
+    })?;
+    Ok((text, at))
+}
+
+/// The version a pushed message claims, read without trusting it: only to
+/// name the acknowledgement topic of a message that is refused.
+pub fn peek_version(message: &[u8]) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        bundle: String,
+    }
+    #[derive(Deserialize)]
+    struct Versioned {
+        version: u64,
+    }
+    let envelope: Envelope = serde_json::from_slice(message).ok()?;
+    let bytes = BASE64.decode(envelope.bundle.as_bytes()).ok()?;
+    serde_json::from_slice::<Versioned>(&bytes)
+        .ok()
+        .map(|v| v.version)
+}
+
+/// A SET value from the bundle format's `type` and `value` (also how the
+/// journal keeps values found before a push).
+pub fn parse_set_value(kind: &str, value: &serde_json::Value) -> Result<SetValue, String> {
+    let kind: SetType = serde_json::from_value(serde_json::Value::String(kind.to_string()))
+        .map_err(|_| format!("{kind:?} is not a SET type"))?;
+    set_value(kind, value)
 }
 
 /// Checks `desired.agent` the way the config file is checked: the same types,

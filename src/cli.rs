@@ -113,6 +113,14 @@ pub enum ConfigCommand {
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
     },
+    /// Show the provider-pushed config: the applied version, its status and history.
+    Show {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check a signed envelope's signature, expiry and bundle: exit 0 when valid, 1 with the reason.
     Verify {
         /// The envelope file, as `config sign` writes it.
@@ -146,6 +154,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Config(ConfigCommand::Sign { bundle, key, out }) => {
             Ok(report(sign(&bundle, &key, out.as_deref())))
         }
+        Command::Config(ConfigCommand::Show { config, json }) => show(&config_path(&config), json),
         Command::Config(ConfigCommand::Verify { bundle, pubkey }) => {
             Ok(report(verify(&bundle, &pubkey)))
         }
@@ -276,6 +285,91 @@ fn keygen(prefix: &Path) -> Result<(), String> {
         crate::bundle::public_key_base64(&verifying)
     );
     Ok(())
+}
+
+/// `config show`: what provisioning has on disk (never secrets: setting
+/// names, not values).
+fn show(path: &Path, json: bool) -> anyhow::Result<i32> {
+    let config = config::load(path)?;
+    let state = crate::provisioning::show(&config.storage.state_dir).map_err(anyhow::Error::msg)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&state)?);
+        return Ok(0);
+    }
+    print!("{}", render_show(&state));
+    Ok(0)
+}
+
+fn render_show(state: &serde_json::Value) -> String {
+    use std::fmt::Write as _;
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "-".into(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    let applied = &state["applied"];
+    if applied.is_null() {
+        out.push_str("applied version: none (the config file alone is in effect)\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "applied version: {} (key {}, at {})",
+            text(&applied["version"]),
+            text(&applied["key_id"]),
+            text(&applied["applied_at"])
+        );
+        let settings: Vec<String> = applied["agent_settings"]
+            .as_array()
+            .map(|a| a.iter().map(text).collect())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "pushed settings: {}",
+            if settings.is_empty() {
+                "none".into()
+            } else {
+                settings.join(", ")
+            }
+        );
+        let _ = writeln!(out, "device SETs: {}", text(&applied["device_sets"]));
+    }
+    let _ = writeln!(out, "status: {}", text(&state["status"]));
+    if !state["last_error"].is_null() {
+        let _ = writeln!(out, "last error: {}", text(&state["last_error"]));
+    }
+    if let Some(j) = state["in_progress"].as_object() {
+        let _ = writeln!(
+            out,
+            "in progress: version {} at step {} (finished or rolled back when the agent starts)",
+            text(&j["version"]),
+            text(&j["step"])
+        );
+    }
+    let history = state["history"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(out, "history ({} pushes, newest last):", history.len());
+    for entry in history {
+        let at = entry["at"]
+            .as_u64()
+            .map(|s| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+                )
+                .to_string()
+            })
+            .unwrap_or_default();
+        let _ = write!(
+            out,
+            "  {at}  version {}  {}",
+            text(&entry["version"]),
+            text(&entry["status"])
+        );
+        if let Some(reason) = entry["reason"].as_str() {
+            let _ = write!(out, "  {reason}");
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn check(path: &std::path::Path) -> i32 {

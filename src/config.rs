@@ -46,6 +46,9 @@ pub struct Config {
     /// The text of `discovery.rules_file`, read and checked when the config is loaded.
     #[serde(skip)]
     pub operator_rules: Option<String>,
+    /// The version of the provider's bundle laid over the file, if any.
+    #[serde(skip)]
+    pub pushed_version: Option<u64>,
 }
 
 /// `[agent]`: who this agent is.
@@ -400,7 +403,7 @@ impl Serialize for FsyncSetting {
 }
 
 /// `[provisioning]`: provider-pushed configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProvisioningConfig {
     pub enabled: bool,
@@ -408,8 +411,29 @@ pub struct ProvisioningConfig {
     /// the raw 32-byte key (as `cpe-agent keygen` prints it). Several keys
     /// allow rotation. See docs/provisioning.md.
     pub public_keys: Vec<String>,
-    /// Group topics the agent also follows for pushes.
+    /// Groups the agent follows: it also takes pushes on each group's topic.
     pub groups: Vec<String>,
+    /// A group's push topic; `{group}` is replaced by the group name.
+    pub group_topic: String,
+    /// How long an applied change has to prove itself (the broker accepting
+    /// new MQTT settings) before it is rolled back.
+    pub verify_timeout: HumanDuration,
+    /// The credential (by name) used for SNMP SETs; unset: the credential
+    /// that found the device.
+    pub write_credential: Option<String>,
+}
+
+impl Default for ProvisioningConfig {
+    fn default() -> Self {
+        ProvisioningConfig {
+            enabled: false,
+            public_keys: Vec::new(),
+            groups: Vec::new(),
+            group_topic: "cpe/v1/groups/{group}/config/push".to_string(),
+            verify_timeout: HumanDuration(Duration::from_secs(30)),
+            write_credential: None,
+        }
+    }
 }
 
 /// A secret string: shown as `********` everywhere, serialised the same way.
@@ -515,6 +539,70 @@ impl std::error::Error for ConfigError {}
 
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_overlay(path, None)
+}
+
+/// Settings pushed by the provider, shaped like the config file, in JSON.
+pub type Overlay = serde_json::Map<String, serde_json::Value>;
+
+/// Reads and validates a config file, then lays the provider's pushed
+/// settings over it: tables merge key by key, any other value (arrays
+/// included) replaces the file's. The file must be valid on its own, and the
+/// result is checked like a file; errors about the result name the key and
+/// say that pushed settings are involved.
+pub fn load_with_overlay(path: &Path, overlay: Option<&Overlay>) -> Result<Config, ConfigError> {
+    let (text, file) = read_text(path)?;
+    let mut config = parse(&text, &file)?;
+    if let Some(overlay) = overlay {
+        config = merged(&text, overlay, &format!("{file} with the pushed settings"))?;
+    }
+    if let Some(rules_file) = config.discovery.rules_file.clone() {
+        config.operator_rules = Some(load_rules_file(&rules_file)?);
+    }
+    Ok(config)
+}
+
+/// The config text with the overlay laid over it (no rules file read).
+fn merged(text: &str, overlay: &Overlay, origin: &str) -> Result<Config, ConfigError> {
+    let fail = |key: Option<String>, message: String| ConfigError {
+        file: origin.to_string(),
+        position: None,
+        key,
+        message: tidy_message(&message),
+    };
+    let table: toml::Table = toml::from_str(text).map_err(|e| fail(None, e.to_string()))?;
+    let mut value = serde_json::to_value(table).map_err(|e| fail(None, e.to_string()))?;
+    merge_json(&mut value, overlay);
+    let config: Config = serde_path_to_error::deserialize(value).map_err(|e| {
+        let key = dotted(e.path());
+        fail(key, e.into_inner().to_string())
+    })?;
+    config
+        .validate()
+        .map_err(|(key, message)| fail(Some(key), message))?;
+    Ok(config)
+}
+
+/// Lays `overlay` over `base`: objects merge recursively, the rest replaces.
+pub fn merge_json(base: &mut serde_json::Value, overlay: &Overlay) {
+    let serde_json::Value::Object(map) = base else {
+        *base = serde_json::Value::Object(overlay.clone());
+        return;
+    };
+    for (key, value) in overlay {
+        match (map.get_mut(key), value) {
+            (Some(existing @ serde_json::Value::Object(_)), serde_json::Value::Object(inner)) => {
+                merge_json(existing, inner)
+            }
+            _ => {
+                map.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// The file's text, checked for size and encoding.
+fn read_text(path: &Path) -> Result<(String, String), ConfigError> {
     let file = path.display().to_string();
     let plain = |message: String| ConfigError {
         file: file.clone(),
@@ -536,11 +624,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
             e.utf8_error().valid_up_to()
         ))
     })?;
-    let mut config = parse(&text, &file)?;
-    if let Some(rules_file) = config.discovery.rules_file.clone() {
-        config.operator_rules = Some(load_rules_file(&rules_file)?);
-    }
-    Ok(config)
+    Ok((text, file))
 }
 
 /// Reads and checks the operator's classification rules.
@@ -721,6 +805,18 @@ impl Config {
         self.polling.validate()?;
         self.thresholds.validate()?;
         self.provisioning.validate()?;
+        if let Some(name) = &self.provisioning.write_credential {
+            if !self
+                .credentials_or_default()
+                .iter()
+                .any(|c| &c.name == name)
+            {
+                return bad(
+                    "provisioning.write_credential",
+                    format!("no credential is named {name:?}; name one of [[credentials]]"),
+                );
+            }
+        }
         if self.storage.state_dir.as_os_str().is_empty() {
             return bad(
                 "storage.state_dir",
@@ -887,6 +983,31 @@ impl Thresholds {
 
 impl ProvisioningConfig {
     fn validate(&self) -> Result<(), Invalid> {
+        if !self.group_topic.contains("{group}") || self.group_topic.contains(['+', '#']) {
+            return Err((
+                "provisioning.group_topic".into(),
+                format!(
+                    "expected a topic with {{group}} in it and no wildcards, got {:?}",
+                    self.group_topic
+                ),
+            ));
+        }
+        for (i, group) in self.groups.iter().enumerate() {
+            if group.is_empty() || group.contains(['/', '+', '#']) {
+                return Err((
+                    format!("provisioning.groups[{i}]"),
+                    format!("expected a group name without '/', '+' or '#', got {group:?}"),
+                ));
+            }
+        }
+        if self.verify_timeout.0 < Duration::from_secs(1)
+            || self.verify_timeout.0 > Duration::from_secs(600)
+        {
+            return Err((
+                "provisioning.verify_timeout".into(),
+                "expected from \"1s\" to \"10m\"".into(),
+            ));
+        }
         for (i, key) in self.public_keys.iter().enumerate() {
             crate::bundle::parse_public_key(key)
                 .map_err(|why| (format!("provisioning.public_keys[{i}]"), why))?;

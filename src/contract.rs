@@ -22,14 +22,21 @@ use serde_json::{json, Value as Json};
 use crate::config::MqttConfig;
 use crate::discovery::Device;
 use crate::polling::{DeviceEvent, HealthSample};
+use crate::provisioning::{CommandResult, ConfigAck, ConfigState};
 
-/// One thing to report about a device.
+/// One thing to report: about a device, or about provisioning.
 #[derive(Debug, Clone)]
 pub enum Report {
     Inventory(Device),
     Lost(Device),
     Health(HealthSample),
     Event(DeviceEvent),
+    /// A per-push acknowledgement.
+    ConfigAck(ConfigAck),
+    /// The provisioning state (retained).
+    ConfigState(ConfigState),
+    /// The result of a remote command.
+    CommandResult(CommandResult),
 }
 
 impl Report {
@@ -38,6 +45,9 @@ impl Report {
             Report::Inventory(_) | Report::Lost(_) => "inventory",
             Report::Health(_) => "health",
             Report::Event(_) => "event",
+            Report::ConfigAck(_) => "config-ack",
+            Report::ConfigState(_) => "config-state",
+            Report::CommandResult(_) => "command-result",
         }
     }
 }
@@ -130,6 +140,24 @@ impl Contract {
         format!("{}/agent/health", self.prefix)
     }
 
+    /// Where the provider pushes bundles to this agent.
+    pub fn push_topic(&self) -> String {
+        format!("{}/config/push", self.prefix)
+    }
+
+    /// The filter for the provider's commands: `{prefix}/cmd/{request_id}`.
+    pub fn command_filter(&self) -> String {
+        format!("{}/cmd/+", self.prefix)
+    }
+
+    /// The request id of a command topic, or None for any other topic.
+    pub fn command_request_id<'t>(&self, topic: &'t str) -> Option<&'t str> {
+        let id = topic
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix("/cmd/")?;
+        (!id.is_empty() && !id.contains('/')).then_some(id)
+    }
+
     fn device_topic(&self, device_id: &str, leaf: &str) -> String {
         format!("{}/devices/{device_id}/{leaf}", self.prefix)
     }
@@ -194,6 +222,20 @@ impl Contract {
             }
             Report::Health(sample) => (self.device_topic(&sample.device_id, "health"), false),
             Report::Event(event) => (self.device_topic(event.device_id(), "events"), false),
+            Report::ConfigAck(ack) => (self.ack_topic(ack.version), false),
+            Report::ConfigState(_) => (format!("{}/config/state", self.prefix), true),
+            Report::CommandResult(result) => (
+                format!("{}/cmd/{}/result", self.prefix, result.request_id),
+                false,
+            ),
+        }
+    }
+
+    /// `{prefix}/config/ack/{version}`; `unknown` when the message had no readable version.
+    fn ack_topic(&self, version: Option<u64>) -> String {
+        match version {
+            Some(v) => format!("{}/config/ack/{v}", self.prefix),
+            None => format!("{}/config/ack/unknown", self.prefix),
         }
     }
 
@@ -242,6 +284,35 @@ impl Contract {
                 ),
                 retain: false,
             },
+            Report::ConfigAck(ack) => {
+                self.provisioning_message(report, "cpe-agent/config-ack/1", ack, seq)
+            }
+            Report::ConfigState(state) => {
+                self.provisioning_message(report, "cpe-agent/config-state/1", state, seq)
+            }
+            Report::CommandResult(result) => {
+                self.provisioning_message(report, "cpe-agent/command-result/1", result, seq)
+            }
+        }
+    }
+
+    fn provisioning_message(
+        &self,
+        report: &Report,
+        schema: &str,
+        body: &impl Serialize,
+        seq: u64,
+    ) -> Message {
+        let (topic, retain) = self.placement(report);
+        Message {
+            topic,
+            payload: self.envelope(
+                schema,
+                None,
+                Some(seq),
+                serde_json::to_value(body).unwrap_or_default(),
+            ),
+            retain,
         }
     }
 
@@ -272,7 +343,10 @@ pub fn config_version(config: &crate::config::Config) -> String {
     let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    format!("local-{hash:016x}")
+    match config.pushed_version {
+        Some(version) => format!("pushed-{version}/local-{hash:016x}"),
+        None => format!("local-{hash:016x}"),
+    }
 }
 
 #[cfg(test)]

@@ -21,15 +21,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::config::{self, Config};
-use crate::{agent_status, discovery, identity, polling, report, shutdown};
+use crate::config::Config;
+use crate::{agent_status, discovery, identity, polling, provisioning, report, shutdown};
 
 /// How long tasks get to finish after SIGTERM before the daemon exits anyway.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Starts the daemon with the config at `path`; returns when it has shut down.
 pub fn run(path: PathBuf) -> anyhow::Result<()> {
-    let config = config::load(&path)?;
+    let config = provisioning::startup_config(&path)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,11 +49,15 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
     let mut user1 = signal(SignalKind::user_defined1()).context("cannot watch SIGUSR1")?;
     let rediscover = Arc::new(tokio::sync::Notify::new());
+    let reload = Arc::new(tokio::sync::Notify::new());
 
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let (trigger, shutdown) = shutdown::channel();
     let (sweeps_tx, sweeps_rx) = mpsc::channel(4);
     let (reports_tx, reports_rx) = mpsc::channel(4096);
+    let (inbound_tx, inbound_rx) = mpsc::channel(64);
+    let (link_tx, link_rx) = watch::channel(report::LinkState::default());
+    let (polling_tx, polling_rx) = mpsc::channel(16);
 
     let mut tasks = JoinSet::new();
     tasks.spawn(report::run(
@@ -61,12 +65,31 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         config_rx.clone(),
         reports_rx,
         queue,
+        report::Links {
+            inbound: inbound_tx,
+            state: link_tx,
+        },
+        shutdown.clone(),
+    ));
+    tasks.spawn(provisioning::run(
+        path.clone(),
+        agent_id.clone(),
+        provisioning::Wiring {
+            config_tx,
+            reports: reports_tx.clone(),
+            inbound: inbound_rx,
+            link: link_rx,
+            polling: polling_tx,
+            rediscover: Arc::clone(&rediscover),
+            reload: Arc::clone(&reload),
+        },
         shutdown.clone(),
     ));
     tasks.spawn(polling::run(
         config_rx.clone(),
         sweeps_rx,
         reports_tx,
+        polling_rx,
         shutdown.clone(),
     ));
     tasks.spawn(discovery::run(
@@ -79,7 +102,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
 
     loop {
         tokio::select! {
-            _ = hangup.recv() => reload(&path, &config_tx, &agent_id),
+            _ = hangup.recv() => reload.notify_one(),
             _ = user1.recv() => rediscover.notify_one(),
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break; }
@@ -102,31 +125,4 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     agent_status::remove_pid_file(&state_dir);
     tracing::info!("cpe-agent stopped");
     Ok(())
-}
-
-/// SIGHUP: load the file again; keep the running config if the new one is bad.
-fn reload(path: &std::path::Path, config_tx: &watch::Sender<Arc<Config>>, agent_id: &str) {
-    match config::load(path) {
-        Ok(new) => {
-            let new_id = identity::agent_id(new.agent.id.as_deref()).unwrap_or_default();
-            if new_id != agent_id {
-                tracing::error!("config reload refused: agent.id cannot change while running (restart the agent); keeping the running config");
-                agent_status::record_config_reload(Some(
-                    "agent.id cannot change while running".into(),
-                ));
-                return;
-            }
-            if **config_tx.borrow() == new {
-                tracing::info!("config reloaded: no changes");
-                return;
-            }
-            config_tx.send_replace(Arc::new(new));
-            agent_status::record_config_reload(None);
-            tracing::info!("config reloaded");
-        }
-        Err(e) => {
-            tracing::error!("config reload refused: {e}; keeping the running config");
-            agent_status::record_config_reload(Some(e.to_string()));
-        }
-    }
 }

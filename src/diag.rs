@@ -1378,16 +1378,28 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 
 // ---------------------------------------------------------------- output
 
+/// The checks as the JSON `diag --json` prints, for the remote `diag`
+/// command: run inside the daemon, secrets masked the same way.
+pub async fn checks_json(options: &Options) -> serde_json::Value {
+    let started = Instant::now();
+    let (checks, secrets) = run_checks(options, started + options.timeout).await;
+    let checks = mask(checks, &secrets);
+    json_value(&checks, started.elapsed())
+}
+
 fn render_json(checks: &[Check], elapsed: Duration) -> String {
+    serde_json::to_string_pretty(&json_value(checks, elapsed)).unwrap_or_default()
+}
+
+fn json_value(checks: &[Check], elapsed: Duration) -> serde_json::Value {
     let count = |s| checks.iter().filter(|c| c.status == s).count();
-    let out = serde_json::json!({
+    serde_json::json!({
         "status": worst(checks),
         "exit_code": exit_code(worst(checks)),
         "summary": { "pass": count(Status::Pass), "warn": count(Status::Warn), "fail": count(Status::Fail) },
         "elapsed_ms": elapsed.as_millis() as u64,
         "checks": checks,
-    });
-    serde_json::to_string_pretty(&out).unwrap_or_default()
+    })
 }
 
 fn render(checks: &[Check], elapsed: Duration, colour: bool) -> String {

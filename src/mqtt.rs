@@ -26,6 +26,11 @@ pub enum Happening {
     /// The broker acknowledged this packet id.
     Acked(u16),
     DisconnectSent,
+    /// A message on a topic the session subscribed to.
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+    },
     Other,
 }
 
@@ -53,6 +58,12 @@ impl Drop for Session {
     }
 }
 
+/// The largest MQTT packet either way. Well above the largest push the agent
+/// accepts (src/bundle.rs), so that an oversize push reaches the agent and is
+/// refused with an acknowledgement instead of breaking the connection, and
+/// large enough for a diag result.
+const MAX_PACKET: usize = 1024 * 1024;
+
 /// Events the driver may get ahead of the reporter by.
 const EVENT_BACKLOG: usize = 64;
 
@@ -78,7 +89,8 @@ impl Session {
                     rumqttc::MqttOptions::new(client_id, mqtt.host.clone(), mqtt.port);
                 options
                     .set_keep_alive(mqtt.keep_alive.get())
-                    .set_clean_session(true);
+                    .set_clean_session(true)
+                    .set_max_packet_size(MAX_PACKET, MAX_PACKET);
                 if let Some(user) = &mqtt.username {
                     options.set_credentials(user.clone(), password);
                 }
@@ -98,7 +110,8 @@ impl Session {
                 let mut options = v5::MqttOptions::new(client_id, mqtt.host.clone(), mqtt.port);
                 options
                     .set_keep_alive(mqtt.keep_alive.get())
-                    .set_clean_start(true);
+                    .set_clean_start(true)
+                    .set_max_packet_size(Some(MAX_PACKET as u32));
                 if let Some(user) = &mqtt.username {
                     options.set_credentials(user.clone(), password);
                 }
@@ -139,6 +152,19 @@ impl Session {
                 .map_err(|e| e.to_string()),
             Client::V5(client) => client
                 .try_publish(topic, v5::mqttbytes::QoS::AtLeastOnce, retain, payload)
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Subscribes with QoS 1; fails when the client's request queue is full
+    /// or the filter is not valid.
+    pub fn try_subscribe(&self, filter: &str) -> Result<(), String> {
+        match &self.client {
+            Client::V311(client) => client
+                .try_subscribe(filter, rumqttc::QoS::AtLeastOnce)
+                .map_err(|e| e.to_string()),
+            Client::V5(client) => client
+                .try_subscribe(filter, v5::mqttbytes::QoS::AtLeastOnce)
                 .map_err(|e| e.to_string()),
         }
     }
@@ -196,6 +222,10 @@ async fn next_v311(eventloop: &mut rumqttc::EventLoop) -> Result<Happening, Stri
         match eventloop.poll().await.map_err(|e| describe_v311(&e))? {
             Event::Incoming(Packet::ConnAck(_)) => Happening::Connected,
             Event::Incoming(Packet::PubAck(ack)) => Happening::Acked(ack.pkid),
+            Event::Incoming(Packet::Publish(publish)) => Happening::Message {
+                topic: publish.topic,
+                payload: publish.payload.to_vec(),
+            },
             Event::Outgoing(Outgoing::Publish(pkid)) => Happening::PublishSent(pkid),
             Event::Outgoing(Outgoing::Disconnect) => Happening::DisconnectSent,
             _ => Happening::Other,
@@ -209,6 +239,10 @@ async fn next_v5(eventloop: &mut v5::EventLoop) -> Result<Happening, String> {
     Ok(match eventloop.poll().await.map_err(|e| describe_v5(&e))? {
         v5::Event::Incoming(Packet::ConnAck(_)) => Happening::Connected,
         v5::Event::Incoming(Packet::PubAck(ack)) => Happening::Acked(ack.pkid),
+        v5::Event::Incoming(Packet::Publish(publish)) => Happening::Message {
+            topic: String::from_utf8_lossy(&publish.topic).into_owned(),
+            payload: publish.payload.to_vec(),
+        },
         v5::Event::Outgoing(Outgoing::Publish(pkid)) => Happening::PublishSent(pkid),
         v5::Event::Outgoing(Outgoing::Disconnect) => Happening::DisconnectSent,
         _ => Happening::Other,

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
@@ -115,25 +115,48 @@ impl DeviceEvent {
     }
 }
 
+/// What other tasks may ask of the poller (provisioning, remote commands).
+#[derive(Debug)]
+pub enum Request {
+    /// The device with this id, as last discovered.
+    Lookup {
+        device_id: String,
+        reply: oneshot::Sender<Option<Device>>,
+    },
+    /// Poll one device (or every device) now; answers how many polls were started.
+    PollNow {
+        device_id: Option<String>,
+        reply: oneshot::Sender<Result<usize, String>>,
+    },
+}
+
+/// A known device: its latest inventory, and a way to make it poll now.
+struct Known {
+    updates: watch::Sender<Device>,
+    poll_now: Arc<Notify>,
+}
+
 /// Runs until shutdown: merges sweeps into the known set, one task per device.
 pub async fn run(
     config: watch::Receiver<Arc<Config>>,
     mut sweeps: mpsc::Receiver<Vec<Device>>,
     reports: mpsc::Sender<Report>,
+    mut requests: mpsc::Receiver<Request>,
     mut shutdown: Shutdown,
 ) {
     let permits = Arc::new(Semaphore::new(config.borrow().discovery.concurrency.max(1)));
-    let mut known: BTreeMap<String, watch::Sender<Device>> = BTreeMap::new();
+    let mut known: BTreeMap<String, Known> = BTreeMap::new();
     let mut tasks = JoinSet::new();
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
+            Some(request) = requests.recv() => answer(&known, request),
             sweep = sweeps.recv() => {
                 let Some(devices) = sweep else { break };
                 for device in devices {
                     match known.get(&device.id) {
-                        Some(updates) => {
-                            updates.send_if_modified(|current| {
+                        Some(entry) => {
+                            entry.updates.send_if_modified(|current| {
                                 let changed = !same_inventory(current, &device);
                                 *current = device;
                                 changed
@@ -143,8 +166,9 @@ pub async fn run(
                             crate::metrics::bump(&crate::metrics::DEVICES_KNOWN);
                             crate::metrics::bump(&crate::metrics::DEVICES_REACHABLE);
                             let (updates, device_rx) = watch::channel(device.clone());
-                            known.insert(device.id.clone(), updates);
-                            let poller = DevicePoller::new(device_rx, config.clone(), reports.clone(), Arc::clone(&permits));
+                            let poll_now = Arc::new(Notify::new());
+                            known.insert(device.id.clone(), Known { updates, poll_now: Arc::clone(&poll_now) });
+                            let poller = DevicePoller::new(device_rx, config.clone(), reports.clone(), Arc::clone(&permits), poll_now);
                             tasks.spawn(poller.run(shutdown.clone()));
                         }
                     }
@@ -159,6 +183,30 @@ pub async fn run(
     }
     while tasks.join_next().await.is_some() {}
     tracing::debug!("poller stopped");
+}
+
+fn answer(known: &BTreeMap<String, Known>, request: Request) {
+    match request {
+        Request::Lookup { device_id, reply } => {
+            let _ = reply.send(known.get(&device_id).map(|k| k.updates.borrow().clone()));
+        }
+        Request::PollNow { device_id, reply } => {
+            let asked = match device_id {
+                Some(id) => match known.get(&id) {
+                    Some(entry) => {
+                        entry.poll_now.notify_one();
+                        Ok(1)
+                    }
+                    None => Err(format!("no device with id {id:?} is known to the agent")),
+                },
+                None => {
+                    known.values().for_each(|k| k.poll_now.notify_one());
+                    Ok(known.len())
+                }
+            };
+            let _ = reply.send(asked);
+        }
+    }
 }
 
 /// Inventory is republished on change only; uptime is health, not inventory.
@@ -176,6 +224,7 @@ struct DevicePoller {
     config: watch::Receiver<Arc<Config>>,
     reports: mpsc::Sender<Report>,
     permits: Arc<Semaphore>,
+    poll_now: Arc<Notify>,
     client: Option<Client>,
     last: Option<(Instant, Reading)>,
     /// Limits currently crossed, so that each crossing is told once.
@@ -190,12 +239,14 @@ impl DevicePoller {
         config: watch::Receiver<Arc<Config>>,
         reports: mpsc::Sender<Report>,
         permits: Arc<Semaphore>,
+        poll_now: Arc<Notify>,
     ) -> DevicePoller {
         DevicePoller {
             device,
             config,
             reports,
             permits,
+            poll_now,
             client: None,
             last: None,
             breached: BTreeMap::new(),
@@ -235,6 +286,7 @@ impl DevicePoller {
                     self.client = None;
                     send(&self.reports, Report::Inventory(device));
                 }
+                _ = self.poll_now.notified() => next = Instant::now(),
                 changed = self.config.changed() => {
                     if changed.is_err() { return; }
                     // New credentials or timing apply from the next poll.

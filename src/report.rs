@@ -43,7 +43,7 @@ const GOODBYE_TIMEOUT: Duration = Duration::from_secs(2);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// rumqttc's request channel: a little more than the window and the status.
-const REQUEST_CAPACITY: usize = WINDOW + 8;
+const REQUEST_CAPACITY: usize = WINDOW + 16;
 /// Housekeeping: the queue's fsync interval and the agent-health timer.
 const TICK: Duration = Duration::from_millis(250);
 /// How often the status file for `cpe-agent diag` is refreshed.
@@ -76,15 +76,42 @@ pub fn open_queue(config: &Config) -> Result<Queue, String> {
     Ok(queue)
 }
 
+/// The broker session as provisioning sees it: which settings it uses,
+/// whether the broker accepted them, and the last error.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LinkState {
+    pub settings: Option<MqttConfig>,
+    pub connected: bool,
+    pub error: Option<String>,
+}
+
+/// What the reporter hands to and tells the rest of the agent.
+pub struct Links {
+    /// Messages arriving on the subscribed topics (pushes, commands).
+    pub inbound: mpsc::Sender<crate::provisioning::Inbound>,
+    pub state: watch::Sender<LinkState>,
+}
+
+impl Links {
+    /// Links nobody listens to: for a reporter without provisioning (benchmarks, tools).
+    pub fn unused() -> Links {
+        Links {
+            inbound: mpsc::channel(1).0,
+            state: watch::channel(LinkState::default()).0,
+        }
+    }
+}
+
 /// Runs until shutdown: queues every report, delivers the queue.
 pub async fn run(
     agent_id: String,
     config: watch::Receiver<Arc<Config>>,
     reports: mpsc::Receiver<Report>,
     queue: Queue,
+    links: Links,
     shutdown: Shutdown,
 ) {
-    let mut reporter = Reporter::new(agent_id, config, queue);
+    let mut reporter = Reporter::new(agent_id, config, queue, links);
     reporter.serve(reports, shutdown).await;
 }
 
@@ -107,6 +134,8 @@ struct Reporter {
     agent_id: String,
     config: watch::Receiver<Arc<Config>>,
     mqtt: MqttConfig,
+    /// The provisioning settings the subscriptions were made for.
+    provisioning: crate::config::ProvisioningConfig,
     contract: Contract,
     queue: Queue,
     started: SystemTime,
@@ -120,6 +149,7 @@ struct Reporter {
     /// What `cpe-agent diag` reads from the state directory.
     status: agent_status::AgentStatus,
     next_status_write: Instant,
+    links: Links,
 }
 
 enum Step {
@@ -131,13 +161,20 @@ enum Step {
 }
 
 impl Reporter {
-    fn new(agent_id: String, config: watch::Receiver<Arc<Config>>, queue: Queue) -> Reporter {
+    fn new(
+        agent_id: String,
+        config: watch::Receiver<Arc<Config>>,
+        queue: Queue,
+        links: Links,
+    ) -> Reporter {
         let mqtt = config.borrow().mqtt.clone();
+        let provisioning = config.borrow().provisioning.clone();
         let contract = Contract::new(&agent_id, &mqtt);
         Reporter {
             agent_id,
             config,
             mqtt,
+            provisioning,
             contract,
             queue,
             started: SystemTime::now(),
@@ -150,6 +187,7 @@ impl Reporter {
             next_agent_health: Instant::now(),
             status: agent_status::AgentStatus::new(),
             next_status_write: Instant::now(),
+            links,
         }
     }
 
@@ -196,11 +234,22 @@ impl Reporter {
             Ok(session) => session,
             Err(e) => {
                 tracing::error!(error = %e, "cannot connect to the broker; fix [mqtt] and reload");
+                let settings = self.mqtt.clone();
+                self.links.state.send_modify(|state| {
+                    state.settings = Some(settings);
+                    state.connected = false;
+                    state.error = Some(e);
+                });
                 self.retry_at = Instant::now() + BACKOFF_MAX;
                 return;
             }
         };
         tracing::info!(broker = %format!("{}:{}", self.mqtt.host, self.mqtt.port), tls = self.mqtt.tls.enabled, protocol = ?self.mqtt.protocol, "connecting to the broker");
+        let settings = self.mqtt.clone();
+        self.links.state.send_modify(|state| {
+            state.settings = Some(settings);
+            state.connected = false;
+        });
         self.link = Some(Link {
             session,
             connected: false,
@@ -224,6 +273,11 @@ impl Reporter {
                 self.ever_connected = true;
                 link.connected = true;
                 self.backoff = BACKOFF_MIN;
+                subscribe(link, &self.contract, &self.config.borrow());
+                self.links.state.send_modify(|state| {
+                    state.connected = true;
+                    state.error = None;
+                });
                 let birth = self.contract.status(&Status::Online {
                     started: self.started,
                     devices: self.devices.len(),
@@ -251,9 +305,20 @@ impl Reporter {
                 }
                 self.pump();
             }
+            Ok(Happening::Message { topic, payload }) => {
+                let inbound = crate::provisioning::Inbound { topic, payload };
+                if let Err(e) = self.links.inbound.try_send(inbound) {
+                    tracing::error!(topic = %e.into_inner().topic, "a pushed message arrived while provisioning is busy with many others; it was not taken (no acknowledgement will follow: push it again)");
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 let pause = with_jitter(self.backoff);
+                let error = e.clone();
+                self.links.state.send_modify(|state| {
+                    state.connected = false;
+                    state.error = Some(error);
+                });
                 if link.connected {
                     tracing::warn!(error = %e, "lost the broker connection; reconnecting");
                 } else {
@@ -269,9 +334,24 @@ impl Reporter {
     }
 
     fn on_config_change(&mut self) {
-        let mqtt = self.config.borrow().mqtt.clone();
-        if mqtt != self.mqtt {
-            tracing::info!("[mqtt] changed; reconnecting with the new settings");
+        let (mqtt, provisioning) = {
+            let config = self.config.borrow_and_update();
+            (config.mqtt.clone(), config.provisioning.clone())
+        };
+        let subscriptions_changed = (
+            provisioning.enabled,
+            &provisioning.groups,
+            &provisioning.group_topic,
+        ) != (
+            self.provisioning.enabled,
+            &self.provisioning.groups,
+            &self.provisioning.group_topic,
+        );
+        self.provisioning = provisioning;
+        if mqtt != self.mqtt || subscriptions_changed {
+            tracing::info!(
+                "[mqtt] or the provisioning topics changed; reconnecting with the new settings"
+            );
             self.mqtt = mqtt;
             self.contract = Contract::new(&self.agent_id, &self.mqtt);
             self.link = None;
@@ -315,7 +395,11 @@ impl Reporter {
         }
         let class = match report {
             Report::Health(_) => Class::Health,
-            Report::Event(_) => Class::Event,
+            // Provisioning answers are never dropped, like events.
+            Report::Event(_)
+            | Report::ConfigAck(_)
+            | Report::ConfigState(_)
+            | Report::CommandResult(_) => Class::Event,
             Report::Inventory(_) | Report::Lost(_) => Class::Inventory,
         };
         let contract = &self.contract;
@@ -478,6 +562,27 @@ fn publish(link: &mut Link, message: &Message, seq: Option<u64>) {
         Ok(()) => link.awaiting_pkid.push_back(seq),
         Err(e) => {
             tracing::warn!(topic = %message.topic, error = %e, "could not hand a status message to the MQTT client")
+        }
+    }
+}
+
+/// Subscribes to the provider's pushes and commands (each connect: the
+/// session is clean), when provisioning is on.
+fn subscribe(link: &Link, contract: &Contract, config: &Config) {
+    if !config.provisioning.enabled {
+        return;
+    }
+    let groups = config
+        .provisioning
+        .groups
+        .iter()
+        .map(|g| config.provisioning.group_topic.replace("{group}", g));
+    let filters = [contract.push_topic(), contract.command_filter()]
+        .into_iter()
+        .chain(groups);
+    for filter in filters {
+        if let Err(e) = link.session.try_subscribe(&filter) {
+            tracing::error!(topic = %filter, error = %e, "cannot subscribe; pushes on this topic will not arrive until the next connection");
         }
     }
 }

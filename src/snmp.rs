@@ -178,6 +178,72 @@ impl Value {
     }
 }
 
+/// A value to SET, with its SNMP type (as a pushed bundle names it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetValue {
+    Integer(i32),
+    String(String),
+    Oid(String),
+    IpAddress(std::net::Ipv4Addr),
+    Unsigned(u32),
+    Counter32(u32),
+    TimeTicks(u32),
+    Hex(Vec<u8>),
+}
+
+impl SetValue {
+    /// The value a GET returned, as something that can be SET back (for
+    /// rollback); None for types a SET cannot carry.
+    pub fn from_value(value: &Value) -> Option<SetValue> {
+        Some(match value {
+            Value::Integer(n) => SetValue::Integer(i32::try_from(*n).ok()?),
+            Value::OctetString(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) if !text.contains('\0') => SetValue::String(text.to_string()),
+                _ => SetValue::Hex(bytes.clone()),
+            },
+            Value::ObjectId(oid) => SetValue::Oid(oid.to_string()),
+            Value::IpAddress(ip) => SetValue::IpAddress((*ip).into()),
+            Value::Gauge32(n) => SetValue::Unsigned(*n),
+            Value::Counter32(n) => SetValue::Counter32(*n),
+            Value::TimeTicks(n) => SetValue::TimeTicks(*n),
+            _ => return None,
+        })
+    }
+
+    /// True when a GET's answer shows this value in place.
+    pub fn matches(&self, value: &Value) -> bool {
+        match (self, value) {
+            (SetValue::Integer(a), Value::Integer(b)) => i64::from(*a) == *b,
+            (SetValue::String(a), Value::OctetString(b)) => a.as_bytes() == b.as_slice(),
+            (SetValue::Hex(a), Value::OctetString(b)) => a == b,
+            (SetValue::Oid(a), Value::ObjectId(b)) => *a == b.to_string(),
+            (SetValue::IpAddress(a), Value::IpAddress(b)) => a.octets() == *b,
+            (SetValue::Unsigned(a), Value::Gauge32(b))
+            | (SetValue::Counter32(a), Value::Counter32(b))
+            | (SetValue::TimeTicks(a), Value::TimeTicks(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// The (type, value) pair of the bundle format, e.g. ("string", "lab").
+    pub fn to_json(&self) -> (&'static str, serde_json::Value) {
+        use serde_json::json;
+        match self {
+            SetValue::Integer(n) => ("integer", json!(n)),
+            SetValue::String(s) => ("string", json!(s)),
+            SetValue::Oid(s) => ("oid", json!(s)),
+            SetValue::IpAddress(ip) => ("ipaddress", json!(ip.to_string())),
+            SetValue::Unsigned(n) => ("unsigned", json!(n)),
+            SetValue::Counter32(n) => ("counter32", json!(n)),
+            SetValue::TimeTicks(n) => ("timeticks", json!(n)),
+            SetValue::Hex(bytes) => (
+                "hex",
+                json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            ),
+        }
+    }
+}
+
 /// What went wrong talking to a device.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnmpError {
@@ -246,6 +312,27 @@ impl Client {
     pub async fn get(&mut self, oids: &[Oid]) -> Result<Vec<(Oid, Value)>, SnmpError> {
         let oids = oids.iter().map(Oid::to_snmp2).collect::<Result<_, _>>()?;
         self.with_retries(&Request::Get(oids)).await
+    }
+
+    /// SET several OIDs in one request (all or none, as the agent applies
+    /// a SET PDU). Returns what the agent answered.
+    pub async fn set(
+        &mut self,
+        values: &[(Oid, SetValue)],
+    ) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        let values = values
+            .iter()
+            .map(|(oid, value)| {
+                let value_oid = match value {
+                    SetValue::Oid(text) => {
+                        Some(text.parse::<Oid>().map_err(SnmpError::BadOid)?.to_snmp2()?)
+                    }
+                    _ => None,
+                };
+                Ok((oid.to_snmp2()?, value.clone(), value_oid))
+            })
+            .collect::<Result<Vec<_>, SnmpError>>()?;
+        self.with_retries(&Request::Set(values)).await
     }
 
     /// GETNEXT from one OID.
@@ -350,6 +437,8 @@ enum Request {
     GetBulk(snmp2::Oid<'static>, u32),
     /// Several OIDs, all non-repeaters: a multi-varbind GETNEXT.
     GetBulkMany(Vec<snmp2::Oid<'static>>, u32),
+    /// OID, value, and the value as an snmp2 OID when it is one.
+    Set(Vec<(snmp2::Oid<'static>, SetValue, Option<snmp2::Oid<'static>>)>),
 }
 
 impl Request {
@@ -357,6 +446,7 @@ impl Request {
     fn expected_varbinds(&self) -> Option<usize> {
         match self {
             Request::Get(oids) | Request::GetBulkMany(oids, _) => Some(oids.len()),
+            Request::Set(values) => Some(values.len()),
             Request::GetNext(_) => Some(1),
             Request::GetBulk(..) => None,
         }
@@ -375,6 +465,13 @@ impl Request {
             Request::GetBulkMany(oids, non_repeaters) => {
                 let refs: Vec<&snmp2::Oid<'_>> = oids.iter().collect();
                 session.getbulk(&refs, *non_repeaters, 0).await
+            }
+            Request::Set(values) => {
+                let encoded: Vec<(&snmp2::Oid<'_>, snmp2::Value<'_>)> = values
+                    .iter()
+                    .map(|(oid, value, value_oid)| (oid, to_snmp2_value(value, value_oid.as_ref())))
+                    .collect();
+                session.set(&encoded).await
             }
         };
         let varbinds = collect(&pdu.map_err(map_error)?)?;
@@ -469,6 +566,24 @@ fn map_error(e: snmp2::Error) -> SnmpError {
         snmp2::Error::Send | snmp2::Error::Receive => SnmpError::Socket(format!("{e:?}")),
         snmp2::Error::AuthFailure(kind) => SnmpError::Auth(format!("{kind:?}")),
         other => SnmpError::BadReply(format!("{other:?}")),
+    }
+}
+
+/// A SET value as snmp2 encodes it.
+fn to_snmp2_value<'a>(
+    value: &'a SetValue,
+    value_oid: Option<&'a snmp2::Oid<'static>>,
+) -> snmp2::Value<'a> {
+    use snmp2::Value as V;
+    match value {
+        SetValue::Integer(n) => V::Integer(i64::from(*n)),
+        SetValue::String(s) => V::OctetString(s.as_bytes()),
+        SetValue::Hex(bytes) => V::OctetString(bytes),
+        SetValue::Oid(_) => value_oid.map_or(V::Null, |oid| V::ObjectIdentifier(oid.clone())),
+        SetValue::IpAddress(ip) => V::IpAddress(ip.octets()),
+        SetValue::Unsigned(n) => V::Unsigned32(*n),
+        SetValue::Counter32(n) => V::Counter32(*n),
+        SetValue::TimeTicks(n) => V::Timeticks(*n),
     }
 }
 
