@@ -105,12 +105,15 @@ pub struct Journal {
     pub key_id: String,
     /// The exact signed bundle bytes, base64.
     pub bundle: String,
-    /// The last step reached: "validated", "read", "staged", "applied",
-    /// "verified".
+    /// The last step reached: "validated", "staged", "applying",
+    /// "applied", "verified".
     pub step: String,
-    /// Device values before the push, in the order they were read.
+    /// Device values before the push, in the order they are set.
     #[serde(default)]
     pub kept: Vec<Kept>,
+    /// How many SETs were attempted (in `kept` order): what a rollback restores.
+    #[serde(default)]
+    pub attempted: u32,
     pub started_at: u64,
 }
 
@@ -257,6 +260,7 @@ mod tests {
             bundle: "e30=".into(),
             step: "staged".into(),
             kept: vec![],
+            attempted: 0,
             started_at: 2,
         };
         store.write_journal(&journal).expect("journal");

@@ -420,18 +420,19 @@ impl Provisioner {
             self.ack(ack);
             return self.record(version, AckStatus::DryRun, None);
         }
-        checkpoint("validated");
         let mut journal = Journal {
             version: bundle.version,
             key_id: bundle.key_id.clone(),
             bundle: BASE64.encode(&bundle.bytes),
             step: "validated".into(),
             kept: Vec::new(),
+            attempted: 0,
             started_at: crate::agent_status::unix_now(),
         };
         if let Err(e) = self.store.write_journal(&journal) {
             return self.reject(version, "storage", format!("cannot stage the push: {e}"));
         }
+        checkpoint("validated");
         self.ack(ConfigAck::new(version, AckStatus::Applying));
         self.publish_state(Some("applying"));
         let old_config = self.config();
@@ -546,14 +547,28 @@ impl Provisioner {
             self.config_tx.send_replace(Arc::new(new_config));
         }
         checkpoint("applied_agent");
+        journal.step = "applying".into();
         for target in targets {
             let mut client = Client::new(target.address, target.credential.clone(), timing);
             for (oid, value) in &target.sets {
-                client
-                    .set(&[(oid.clone(), value.clone())])
-                    .await
-                    .map_err(|e| format!("SET {oid} on {}: {e}", target.device_id))
-                    .map_err(failed("apply"))?;
+                // Journaled first: after a crash, everything attempted is undone.
+                journal.attempted += 1;
+                self.store.write_journal(journal).map_err(failed("apply"))?;
+                let set = client.set(&[(oid.clone(), value.clone())]).await;
+                if let Err(e) = set {
+                    // An agent that answers with an error applied none of the PDU.
+                    if matches!(e, crate::snmp::SnmpError::ErrorStatus { .. }) {
+                        journal.attempted -= 1;
+                    }
+                    return Err(Failure {
+                        step: "apply",
+                        reason: format!(
+                            "SET {oid} on {}: {}",
+                            target.device_id,
+                            describe_set_error(&e)
+                        ),
+                    });
+                }
                 checkpoint("applied_device");
             }
         }
@@ -633,7 +648,7 @@ impl Provisioner {
     /// Undoes a failed push: devices back to their kept values (newest first),
     /// the old config back in effect; acknowledged `rolled_back`.
     async fn roll_back(&mut self, journal: &Journal, old_config: Arc<Config>, failure: Failure) {
-        let problems = self.restore_devices(&journal.kept).await;
+        let problems = self.restore_devices(attempted(journal)).await;
         if *self.config() != *old_config {
             self.config_tx.send_replace(old_config);
         }
@@ -723,7 +738,7 @@ impl Provisioner {
             return self.ack(ack);
         }
         tracing::warn!(version = journal.version, step = %journal.step, "the agent stopped in the middle of a push; undoing it");
-        let problems = self.restore_devices(&journal.kept).await;
+        let problems = self.restore_devices(attempted(&journal)).await;
         let mut reason = format!(
             "the agent stopped during step {:?} before the push was committed; the previous config is in effect",
             journal.step
@@ -838,6 +853,38 @@ impl Provisioner {
             }
         }
     }
+}
+
+/// The kept values of the SETs a journal says were attempted.
+fn attempted(journal: &Journal) -> &[Kept] {
+    let n = (journal.attempted as usize).min(journal.kept.len());
+    journal.kept.get(..n).unwrap_or_default()
+}
+
+/// SNMP error-status codes a SET meets, in words (RFC 3416).
+fn describe_set_error(e: &crate::snmp::SnmpError) -> String {
+    let crate::snmp::SnmpError::ErrorStatus { status, .. } = e else {
+        return e.to_string();
+    };
+    let name = match status {
+        2 => "noSuchName: the object does not exist (SNMPv1)",
+        3 => "badValue",
+        4 => "readOnly",
+        6 => "noAccess: the credential may not write this object",
+        7 => "wrongType: the type does not match the object's",
+        8 => "wrongLength",
+        10 => "wrongValue: the device refuses this value",
+        11 => "noCreation: the object does not exist",
+        12 => "inconsistentValue",
+        13 => "resourceUnavailable",
+        14 => "commitFailed",
+        15 => "undoFailed",
+        16 => "authorizationError: the credential may not write",
+        17 => "notWritable: the object is read-only",
+        18 => "inconsistentName",
+        _ => "error",
+    };
+    format!("the device answered {name} (error-status {status})")
 }
 
 /// The kill -9 test hook (see [`KILL_AT_ENV`]).

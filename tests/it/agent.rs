@@ -29,8 +29,14 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, log: PathBuf) -> Daemon {
+        Daemon::start_with_env(config, log, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables (test hooks).
+    pub fn start_with_env(config: &Path, log: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let stderr = File::create(&log).expect("create the agent log");
         let child = Command::new(binary())
+            .envs(env.iter().copied())
             .args(["run", "--config"])
             .arg(config)
             .stdin(Stdio::null())

@@ -16,5 +16,6 @@ mod discover;
 mod durable;
 mod harness;
 mod mqtt;
+mod provisioning;
 mod schema;
 mod walk;
