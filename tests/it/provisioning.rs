@@ -47,6 +47,18 @@ impl Setup {
 
     /// `mqtt_extra` goes into [mqtt], `provisioning_extra` into [provisioning].
     fn start_with(broker: Mosquitto, mqtt_extra: &str, provisioning_extra: &str) -> Setup {
+        Setup::start_custom(broker, mqtt_extra, provisioning_extra, "", "")
+    }
+
+    /// Also: `more_targets` (", \"HOST:PORT\"" …) swept, and `more` appended
+    /// to the file (further [[credentials]]).
+    fn start_custom(
+        broker: Mosquitto,
+        mqtt_extra: &str,
+        provisioning_extra: &str,
+        more_targets: &str,
+        more: &str,
+    ) -> Setup {
         let dir = support::temp_dir("provisioning");
         let snmpd = Snmpd::start();
         let config = dir.path().join("agent.toml");
@@ -61,7 +73,7 @@ port = {port}
 
 [discovery]
 lan_subnets = false
-targets = ["127.0.0.1:{snmp_port}"]
+targets = ["127.0.0.1:{snmp_port}"{more_targets}]
 interval = "1h"
 
 [[credentials]]
@@ -81,6 +93,8 @@ enabled = true
 public_keys = ["{key}"]
 verify_timeout = "3s"
 {provisioning_extra}
+
+{more}
 "#,
             port = broker.port(),
             snmp_port = snmpd.port(),
@@ -665,4 +679,60 @@ fn signed_commands_run_and_answer() {
         &command("r7", "poll-now", Some("no-such-device")),
     );
     assert_eq!(unknown["status"], "failed", "{unknown}");
+}
+
+/// A cable modem whose docsDevResetNow is writable (snmpsim's writecache
+/// variation): reboot-device SETs it, and the SET reaches the device.
+#[test]
+fn reboot_device_resets_a_cable_modem_through_its_mib() {
+    let recording =
+        std::fs::read_to_string(support::project_data_dir().join("docsis-modem.snmprec"))
+            .expect("read the modem recording");
+    let reset_now = "1.3.6.1.2.1.69.1.1.3.0|2|2";
+    assert!(
+        recording.contains(reset_now),
+        "the recording has docsDevResetNow"
+    );
+    let writable = recording.replace(reset_now, "1.3.6.1.2.1.69.1.1.3.0|2:writecache|value=2");
+    let data = support::temp_dir("writable-modem");
+    let path = data.path().join("modem-writable.snmprec");
+    std::fs::write(&path, writable).expect("write the recording");
+    let sim = crate::support::snmpsim::SnmpSim::start_communities(&[&path]);
+    let modem = sim.device("modem-writable").addr;
+    let mut setup = Setup::start_custom(
+        Mosquitto::start(),
+        "",
+        "",
+        &format!(", \"{modem}\""),
+        "[[credentials]]\nname = \"modem\"\nversion = \"v2c\"\ncommunity = \"modem-writable\"\n",
+    );
+    let _daemon = setup.daemon("agent.log");
+    let modem_id = loop {
+        let inventory = setup.watch.expect_message(WAIT, is_inventory).json();
+        if inventory["kind"] == "modem" {
+            break inventory["device_id"].as_str().expect("id").to_string();
+        }
+    };
+    let get_reset = || {
+        net_snmp_ok(
+            "snmpget",
+            &[
+                "-v2c",
+                "-c",
+                "modem-writable",
+                "-Ovq",
+                &modem.to_string(),
+                "1.3.6.1.2.1.69.1.1.3.0",
+            ],
+        )
+    };
+    assert_eq!(get_reset(), "2");
+    let reboot = run_command(
+        &mut setup,
+        "boot-1",
+        &command("boot-1", "reboot-device", Some(&modem_id)),
+    );
+    assert_eq!(reboot["status"], "ok", "{reboot}");
+    assert_eq!(reboot["result"]["object"], "docsDevResetNow", "{reboot}");
+    assert_eq!(get_reset(), "1", "the SET did not reach the modem");
 }
