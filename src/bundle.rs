@@ -64,6 +64,23 @@ impl Trust {
     }
 }
 
+impl Trust {
+    /// Refuses what is meant for another agent, or a group this one does not follow.
+    pub fn check_target(&self, target: &Target) -> Result<(), Rejection> {
+        let ours = match target {
+            Target::Agent(id) => *id == self.agent_id,
+            Target::Group(group) => self.groups.iter().any(|g| g == group),
+        };
+        if ours {
+            Ok(())
+        } else {
+            Err(Rejection::WrongTarget {
+                target: target.to_string(),
+            })
+        }
+    }
+}
+
 /// Why a message was refused; nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -273,15 +290,7 @@ pub fn envelope(bundle_bytes: &[u8], key_id: &str, signature: &[u8]) -> String {
 /// over the exact bundle bytes, bundle validity, target, expiry, version.
 pub fn verify(message: &[u8], trust: &Trust, now: SystemTime) -> Result<Bundle, Rejection> {
     let bundle = authenticate(message, &trust.keys, trust.max_bytes)?;
-    let ours = match &bundle.target {
-        Target::Agent(id) => *id == trust.agent_id,
-        Target::Group(group) => trust.groups.iter().any(|g| g == group),
-    };
-    if !ours {
-        return Err(Rejection::WrongTarget {
-            target: bundle.target.to_string(),
-        });
-    }
+    trust.check_target(&bundle.target)?;
     check_expiry(&bundle, now)?;
     if let Some(applied) = trust.applied_version {
         if bundle.version <= applied {
@@ -451,15 +460,7 @@ pub fn verify_command(
             )))
         }
     };
-    let ours = match &raw.target {
-        Target::Agent(id) => *id == trust.agent_id,
-        Target::Group(group) => trust.groups.iter().any(|g| g == group),
-    };
-    if !ours {
-        return Err(Rejection::WrongTarget {
-            target: raw.target.to_string(),
-        });
-    }
+    trust.check_target(&raw.target)?;
     let not_after = parse_not_after(raw.not_after)?;
     if now > not_after.1 {
         return Err(Rejection::Expired {

@@ -396,10 +396,15 @@ mod tests {
             "version": version,
             "status": status,
         });
-        if let (Value::Object(ack), Value::Object(extra)) = (&mut ack, extra) {
-            ack.extend(extra);
-        }
+        with_fields(&mut ack, extra);
         ack
+    }
+
+    /// Adds `extra`'s fields to an example payload.
+    fn with_fields(payload: &mut Value, extra: Value) {
+        if let (Value::Object(payload), Value::Object(extra)) = (payload, extra) {
+            payload.extend(extra);
+        }
     }
 
     #[test]
@@ -586,9 +591,7 @@ mod tests {
             "command": command,
             "status": status,
         });
-        if let (Value::Object(result), Value::Object(extra)) = (&mut result, extra) {
-            result.extend(extra);
-        }
+        with_fields(&mut result, extra);
         result
     }
 
