@@ -169,19 +169,29 @@ fn compiled() -> &'static Compiled {
         let mut schemas = boon::Schemas::new();
         let mut by_file = BTreeMap::new();
         for (file, text) in SCHEMA_FILES {
-            let json: Value = serde_json::from_str(text)
-                .unwrap_or_else(|e| panic!("docs/schemas/{file} is not JSON: {e}"));
-            let location = schema_location(file);
-            compiler
-                .add_resource(&location, json)
-                .unwrap_or_else(|e| panic!("docs/schemas/{file}: {e}"));
-            let index = compiler
-                .compile(&location, &mut schemas)
-                .unwrap_or_else(|e| panic!("docs/schemas/{file} is not a valid schema: {e:#}"));
+            let index = compile_file(&mut compiler, &mut schemas, file, text);
             by_file.insert(file, index);
         }
         Compiled { schemas, by_file }
     })
+}
+
+/// Compiles one schema file of docs/schemas/ into `schemas`.
+fn compile_file(
+    compiler: &mut boon::Compiler,
+    schemas: &mut boon::Schemas,
+    file: &str,
+    text: &str,
+) -> boon::SchemaIndex {
+    let json: Value = serde_json::from_str(text)
+        .unwrap_or_else(|e| panic!("docs/schemas/{file} is not JSON: {e}"));
+    let location = schema_location(file);
+    compiler
+        .add_resource(&location, json)
+        .unwrap_or_else(|e| panic!("docs/schemas/{file}: {e}"));
+    compiler
+        .compile(&location, schemas)
+        .unwrap_or_else(|e| panic!("docs/schemas/{file} is not a valid schema: {e:#}"))
 }
 
 /// Where a schema file is registered with the validator (its `$id` inside
@@ -784,15 +794,7 @@ mod tests {
             .iter()
             .find(|(name, _)| *name == file)
             .unwrap_or_else(|| panic!("no provider schema {file}"));
-        let json: Value = serde_json::from_str(text)
-            .unwrap_or_else(|e| panic!("docs/schemas/{file} is not JSON: {e}"));
-        let location = schema_location(file);
-        compiler
-            .add_resource(&location, json)
-            .unwrap_or_else(|e| panic!("docs/schemas/{file}: {e}"));
-        let index = compiler
-            .compile(&location, &mut schemas)
-            .unwrap_or_else(|e| panic!("docs/schemas/{file} is not a valid schema: {e:#}"));
+        let index = compile_file(&mut compiler, &mut schemas, file, text);
         match schemas.validate(value, index) {
             Ok(()) => Vec::new(),
             Err(error) => {
