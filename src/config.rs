@@ -58,6 +58,10 @@ pub struct AgentConfig {
     /// The agent id used in MQTT topics and as the MQTT client id. When unset
     /// it is derived from the gateway (see [`crate::identity`]).
     pub id: Option<String>,
+    /// Started as root (without systemd's `User=`), the agent switches to
+    /// this user, and to `group` (default: the user's group).
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 /// `[mqtt]`: the provider's broker.

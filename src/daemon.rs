@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::{agent_status, discovery, identity, polling, provisioning, report, shutdown};
+use crate::{agent_status, discovery, identity, polling, provisioning, report, shutdown, systemd};
 
 /// How long tasks get to finish after SIGTERM before the daemon exits anyway.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
@@ -30,6 +30,15 @@ pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
 /// Starts the daemon with the config at `path`; returns when it has shut down.
 pub fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = provisioning::startup_config(&path)?;
+    let dropped = crate::privileges::drop_root(
+        config.agent.user.as_deref(),
+        config.agent.group.as_deref(),
+        &config.storage.state_dir,
+    )
+    .map_err(anyhow::Error::msg)?;
+    if let Some(to) = dropped {
+        tracing::info!(to = %to, "dropped root");
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -71,6 +80,9 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         },
         shutdown.clone(),
     ));
+    if let Some(notifier) = systemd::Notifier::from_env() {
+        tasks.spawn(systemd::run(notifier, link_rx.clone(), shutdown.clone()));
+    }
     tasks.spawn(provisioning::run(
         path.clone(),
         agent_id.clone(),

@@ -147,9 +147,18 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(config.borrow().discovery.concurrency.max(1)));
     let mut known: BTreeMap<String, Known> = BTreeMap::new();
     let mut tasks = JoinSet::new();
+    let mut beats = tokio::time::interval(crate::systemd::BEAT_EVERY);
+    let hang_at = test_hang_at();
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
+            _ = beats.tick() => {
+                if hang_at.is_some_and(|at| Instant::now() >= at) {
+                    tracing::warn!("test hook: the poll loop hangs now");
+                    std::future::pending::<()>().await;
+                }
+                crate::systemd::beat(crate::systemd::Loop::Polling);
+            }
             Some(request) = requests.recv() => answer(&known, request),
             sweep = sweeps.recv() => {
                 let Some(devices) = sweep else { break };
@@ -183,6 +192,15 @@ pub async fn run(
     }
     while tasks.join_next().await.is_some() {}
     tracing::debug!("poller stopped");
+}
+
+/// The test hook `CPE_AGENT_TEST_HANG_POLLING=SECONDS`: the poll loop hangs
+/// that long after start (for the watchdog's test).
+pub const HANG_ENV: &str = "CPE_AGENT_TEST_HANG_POLLING";
+
+fn test_hang_at() -> Option<Instant> {
+    let seconds: u64 = std::env::var(HANG_ENV).ok()?.parse().ok()?;
+    Some(Instant::now() + Duration::from_secs(seconds))
 }
 
 fn answer(known: &BTreeMap<String, Known>, request: Request) {

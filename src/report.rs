@@ -361,6 +361,7 @@ impl Reporter {
     }
 
     fn housekeeping(&mut self) {
+        crate::systemd::beat(crate::systemd::Loop::Reporting);
         if let Err(e) = self.queue.flush_due() {
             tracing::error!(error = %e, "cannot sync the report queue");
         }

@@ -18,4 +18,5 @@ mod harness;
 mod mqtt;
 mod provisioning;
 mod schema;
+mod systemd;
 mod walk;
