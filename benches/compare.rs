@@ -1,0 +1,2 @@
+//! Placeholder replaced by the comparison benchmark (issue 8).
+fn main() {}
