@@ -14,6 +14,7 @@ mod daemon;
 mod diag;
 mod discover;
 mod durable;
+mod faults;
 mod harness;
 mod mqtt;
 mod provisioning;

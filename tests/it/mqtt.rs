@@ -12,20 +12,20 @@ use crate::support::mosquitto::MosquittoOptions;
 use crate::support::snmpsim::SnmpSim;
 use crate::support::{self, project_data_dir};
 
-const AGENT: &str = "mqtt-gw";
+pub(crate) const AGENT: &str = "mqtt-gw";
 
-struct Setup {
-    sim: SnmpSim,
-    dir: tempfile::TempDir,
+pub(crate) struct Setup {
+    pub(crate) sim: SnmpSim,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Setup {
     /// The project's router alone.
-    fn new(first_host: u8) -> Setup {
+    pub(crate) fn new(first_host: u8) -> Setup {
         Setup::with(&["soho-router"], first_host)
     }
 
-    fn with(recordings: &[&str], first_host: u8) -> Setup {
+    pub(crate) fn with(recordings: &[&str], first_host: u8) -> Setup {
         let files: Vec<PathBuf> = recordings
             .iter()
             .map(|n| project_data_dir().join(format!("{n}.snmprec")))
@@ -37,11 +37,22 @@ impl Setup {
     }
 
     /// A config polling every second; `mqtt` is the [mqtt] body, `extra` more sections.
-    fn config(&self, mqtt: &str, extra: &str) -> PathBuf {
+    pub(crate) fn config(&self, mqtt: &str, extra: &str) -> PathBuf {
+        self.config_with(mqtt, &[], extra)
+    }
+
+    /// [`Setup::config`] that also sweeps `more_targets` (e.g. rogue agents).
+    pub(crate) fn config_with(
+        &self,
+        mqtt: &str,
+        more_targets: &[std::net::SocketAddr],
+        extra: &str,
+    ) -> PathBuf {
         let targets: Vec<String> = self
             .sim
             .endpoints()
             .iter()
+            .chain(more_targets)
             .map(|e| format!("\"{e}\""))
             .collect();
         let targets = targets.join(", ");
@@ -57,16 +68,16 @@ impl Setup {
         path
     }
 
-    fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
-    fn daemon(&self, config: &Path, log: &str) -> Daemon {
+    pub(crate) fn daemon(&self, config: &Path, log: &str) -> Daemon {
         Daemon::start(config, self.dir.path().join(log))
     }
 }
 
-fn is_device_health(m: &durable::Received) -> bool {
+pub(crate) fn is_device_health(m: &durable::Received) -> bool {
     m.topic.contains("/devices/") && m.topic.ends_with("/health")
 }
 
@@ -74,7 +85,7 @@ fn is_device_health(m: &durable::Received) -> bool {
 /// moment arrives — delivery is in order, so everything queued during the
 /// outage must have arrived before it — and checks that no seq is missing or
 /// out of order. Returns everything seen, `before` included.
-fn assert_delivered_after_return(
+pub(crate) fn assert_delivered_after_return(
     noc: &Durable,
     before: Vec<durable::Received>,
 ) -> Vec<durable::Received> {
@@ -97,7 +108,7 @@ fn made_after(m: &durable::Received, moment: std::time::SystemTime) -> bool {
     is_device_health(m) && made.is_some_and(|t| t > moment)
 }
 
-fn stream_filter() -> String {
+pub(crate) fn stream_filter() -> String {
     format!("cpe/v1/{AGENT}/#")
 }
 

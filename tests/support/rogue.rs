@@ -80,6 +80,11 @@ pub enum Behaviour {
     SlowReplies(Duration),
     /// Drops SNMPv2c requests: a v1-only agent.
     V1Only,
+    /// Pads the first OctetString of every reply so that the datagram is as
+    /// large as UDP allows (a device with a 64 KB sysDescr).
+    Oversize,
+    /// Answers with text that is not SNMP at all (another service on the port).
+    NonSnmp,
 }
 
 /// Datagrams the rogue received, by PDU type.
@@ -254,7 +259,10 @@ impl Agent {
         if self.has(&Behaviour::Garbage) || (bulk && self.has(&Behaviour::BulkGarbage)) {
             return vec![self.garbage()];
         }
-        let (status, index, varbinds) = match request.pdu {
+        if self.has(&Behaviour::NonSnmp) {
+            return vec![b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n".to_vec()];
+        }
+        let (status, index, mut varbinds) = match request.pdu {
             GET => self.get(request, v1),
             GET_NEXT => self.get_next(request, v1),
             _ => self.get_bulk(request),
@@ -264,6 +272,9 @@ impl Agent {
         } else {
             COMMUNITY.as_bytes()
         };
+        if self.has(&Behaviour::Oversize) {
+            Agent::pad_first_string(&mut varbinds);
+        }
         let mut request_id = request.request_id;
         if self.replies == 0 && self.has(&Behaviour::WrongRequestId) {
             request_id += 1000;
@@ -281,6 +292,18 @@ impl Agent {
             }
         }
         datagrams
+    }
+
+    /// The largest datagram UDP over IPv4 carries, less headroom for the SNMP framing.
+    const OVERSIZE_STRING: usize = 65_507 - 1_000;
+
+    fn pad_first_string(varbinds: &mut [(Oid, Value)]) {
+        if let Some((_, Value::OctetString(bytes))) = varbinds
+            .iter_mut()
+            .find(|(_, v)| matches!(v, Value::OctetString(_)))
+        {
+            bytes.resize(Self::OVERSIZE_STRING, b'A');
+        }
     }
 
     /// Request varbinds echoed back with Null values (for error replies).

@@ -1,0 +1,441 @@
+//! Fault injection: what happens to the agent when things break. After each
+//! fault the agent must not panic, must lose nothing the contract promises
+//! (every seq from the first to the last, in order), and must recover by
+//! itself.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cpe_agent::config::MqttConfig;
+use cpe_agent::contract::{Contract, Report};
+use cpe_agent::polling::HealthSample;
+use cpe_agent::queue::{Class, Queue, QueueOptions};
+
+use crate::agent::Daemon;
+use crate::durable::{self, Durable};
+use crate::mqtt::{self as harness, Setup, AGENT};
+use crate::support;
+use crate::support::mosquitto::{Mosquitto, MosquittoOptions};
+use crate::support::rogue::{self, Behaviour, Rogue};
+
+fn no_panic(daemon: &mut Daemon) {
+    assert!(daemon.is_running(), "the agent stopped:\n{}", daemon.log());
+    assert!(!daemon.log().contains("panicked"), "{}", daemon.log());
+}
+
+/// A backlog as a long WAN outage leaves it, written with the library.
+fn prefill(state_dir: &Path, records: u64) {
+    let (mut queue, _) = Queue::open(state_dir, QueueOptions::default()).expect("open the queue");
+    let contract = Contract::new(AGENT, &MqttConfig::default());
+    for i in 0..records {
+        let sample = HealthSample {
+            device_id: format!("sn-backlog-{:03}", i % 50),
+            reachable: true,
+            latency_ms: Some(1.0),
+            uptime_s: Some(100.0),
+            missed_polls: 0,
+            body: Default::default(),
+        };
+        let report = Report::Health(sample);
+        let (topic, retain) = contract.placement(&report);
+        queue
+            .push(Class::Health, &topic, retain, |seq| {
+                contract
+                    .report(&report, seq)
+                    .payload
+                    .to_string()
+                    .into_bytes()
+            })
+            .expect("push");
+    }
+    queue.sync().expect("sync");
+}
+
+/// The broker restarts while the agent is draining a backlog of 20,000
+/// reports: every seq still arrives, in order.
+#[test]
+fn a_broker_restart_in_the_middle_of_a_drain_loses_nothing() {
+    let setup = Setup::new(201);
+    let mut broker = MosquittoOptions::new().persistence().start();
+    prefill(&setup.state_dir(), 20_000);
+    let noc = Durable::connect(broker.port(), "noc-drain", &harness::stream_filter());
+    let config = setup.config(&format!("port = {}", broker.port()), "");
+    let mut daemon = setup.daemon(&config, "agent.log");
+    // Part of the backlog is through: restart the broker under the drain.
+    let mut count = 0;
+    let before = noc.until(Duration::from_secs(30), |_| {
+        count += 1;
+        count >= 2_000
+    });
+    assert!(before.len() >= 2_000, "the drain did not start");
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.start_again();
+    let all = harness::assert_delivered_after_return(&noc, before);
+    let seqs = durable::seqs(&all);
+    assert!(
+        seqs.iter().filter(|s| **s <= 20_000).count() >= 20_000,
+        "not all of the backlog arrived"
+    );
+    no_panic(&mut daemon);
+}
+
+/// A listener that accepts TCP connections and never says a word.
+struct MuteBroker {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MuteBroker {
+    fn start(port: u16) -> MuteBroker {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind the mute broker");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !flag.load(Ordering::SeqCst) {
+                if let Ok((stream, _)) = listener.accept() {
+                    held.push(stream);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        MuteBroker {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for MuteBroker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A broker that accepts TCP but never answers CONNECT: the agent times
+/// out, keeps queueing, backs off, and delivers everything once a real
+/// broker is there.
+#[test]
+fn a_broker_that_never_answers_connect_is_survived() {
+    let setup = Setup::new(202);
+    let mut broker = MosquittoOptions::new().persistence().start();
+    let noc = Durable::connect(broker.port(), "noc-mute", &harness::stream_filter());
+    broker.stop();
+    let mute = MuteBroker::start(broker.port());
+    let config = setup.config(&format!("port = {}", broker.port()), "");
+    let mut daemon = setup.daemon(&config, "agent.log");
+    daemon.wait_log("cannot connect to the broker", 1, Duration::from_secs(30));
+    no_panic(&mut daemon);
+    drop(mute);
+    broker.start_again();
+    let all = harness::assert_delivered_after_return(&noc, Vec::new());
+    assert!(all.iter().any(harness::is_device_health));
+    no_panic(&mut daemon);
+}
+
+/// Misbehaving devices beside a healthy one: one goes silent in the middle
+/// of its walk, one answers each request after 2 s, and others answer with
+/// truncated, oversize, wrong-request-id and non-SNMP datagrams. The healthy
+/// device is polled on time throughout and the agent stays up.
+#[test]
+fn misbehaving_devices_never_disturb_a_healthy_one() {
+    let setup = Setup::new(203);
+    let broker = Mosquitto::start();
+    // Each rogue has no serial or MAC, so each is its own device (ip-127-0-0-1-PORT).
+    let table = rogue::sample_table(40);
+    let rogues: Vec<Rogue> = [
+        vec![Behaviour::SilentAfter(12)],
+        vec![Behaviour::Truncated],
+        vec![Behaviour::Oversize],
+        vec![Behaviour::WrongRequestId, Behaviour::StaleReplyFirst],
+        vec![Behaviour::NonSnmp],
+        vec![Behaviour::Garbage],
+    ]
+    .into_iter()
+    .map(|b| Rogue::start(table.clone(), &b))
+    .chain(std::iter::once(Rogue::start(
+        rogue::sample_table(1),
+        &[Behaviour::SlowReplies(Duration::from_secs(2))],
+    )))
+    .collect();
+    let addrs: Vec<SocketAddr> = rogues.iter().map(Rogue::addr).collect();
+    let mut watch = broker.subscribe(&format!("cpe/v1/{AGENT}/devices/+/health"));
+    let config = setup.config_with(&format!("port = {}", broker.port()), &addrs, "");
+    let mut daemon = setup.daemon(&config, "agent.log");
+    // Wait for the healthy device's first health (the one not on a rogue's
+    // 127.0.0.1 port), then time ten seconds of it.
+    let first = watch.expect_message(Duration::from_secs(30), |m| {
+        !m.json()["device_id"]
+            .as_str()
+            .unwrap_or("ip-127-0-0-1-")
+            .starts_with("ip-127-0-0-1-")
+    });
+    let device = first.topic.clone();
+    let started = Instant::now();
+    let mut arrivals = vec![Duration::ZERO];
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Some(m) = watch.next_message(Duration::from_millis(200)) {
+            if m.topic == device {
+                arrivals.push(started.elapsed());
+            }
+        }
+    }
+    let gaps: Vec<f64> = arrivals
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    assert!(
+        arrivals.len() >= 8,
+        "only {} polls in 10 s at 1 s",
+        arrivals.len()
+    );
+    assert!(
+        gaps.iter().all(|g| *g < 2.5),
+        "the healthy device's polls were delayed: gaps {gaps:?}"
+    );
+    // The misbehaving ones were each talked to, and nothing broke.
+    for r in &rogues {
+        assert!(r.counts().requests() > 0, "{} never asked", r.addr());
+    }
+    no_panic(&mut daemon);
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.wait_exit(Duration::from_secs(6));
+    assert!(status.is_some_and(|s| s.success()), "{}", daemon.log());
+}
+
+/// The wall clock jumps two days back, then a month forward (libfaketime):
+/// the agent keeps polling on its monotonic schedule and its stream stays
+/// complete; only the `ts` of its messages follows the clock.
+#[test]
+fn the_clock_jumping_back_and_forth_changes_nothing_but_timestamps() {
+    let library = faketime_library();
+    let setup = Setup::new(204);
+    let broker = MosquittoOptions::new().persistence().start();
+    let noc = Durable::connect(broker.port(), "noc-clock", &harness::stream_filter());
+    let config = setup.config(&format!("port = {}", broker.port()), "");
+    let offset = setup.dir.path().join("faketime");
+    std::fs::write(&offset, "+0\n").expect("write the offset");
+    let mut daemon = Daemon::start_with_env(
+        &config,
+        setup.dir.path().join("agent.log"),
+        &[
+            ("LD_PRELOAD", library.to_str().expect("utf-8")),
+            ("FAKETIME_TIMESTAMP_FILE", offset.to_str().expect("utf-8")),
+            ("FAKETIME_NO_CACHE", "1"),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+        ],
+    );
+    let mut all = noc.until(Duration::from_secs(15), harness::is_device_health);
+    let year = |m: &durable::Received| {
+        m.json["ts"]
+            .as_str()
+            .and_then(|ts| humantime::parse_rfc3339(ts).ok())
+    };
+    for (jump, expect_past) in [("-2d\n", true), ("+30d\n", false)] {
+        std::fs::write(&offset, jump).expect("jump the clock");
+        let jumped_at = std::time::SystemTime::now();
+        let seen = noc.until(Duration::from_secs(10), |m| {
+            harness::is_device_health(m)
+                && year(m).is_some_and(|t| {
+                    if expect_past {
+                        t < jumped_at - Duration::from_secs(86_400)
+                    } else {
+                        t > jumped_at + Duration::from_secs(20 * 86_400)
+                    }
+                })
+        });
+        assert!(
+            seen.last().is_some_and(harness::is_device_health),
+            "no health after the jump {jump:?}"
+        );
+        all.extend(seen);
+    }
+    // Polling goes on at its pace after the jumps.
+    let after = noc.until(Duration::from_secs(4), |_| false);
+    assert!(
+        after
+            .iter()
+            .filter(|m| harness::is_device_health(m))
+            .count()
+            >= 2,
+        "polling stopped after the clock jumped"
+    );
+    all.extend(after);
+    durable::assert_complete_and_ordered(&durable::seqs(&all));
+    no_panic(&mut daemon);
+}
+
+fn faketime_library() -> PathBuf {
+    support::require_tool("faketime", "faketime");
+    let candidates = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
+        "/usr/lib/faketime/libfaketime.so.1",
+    ];
+    candidates
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!("libfaketime.so.1 not found in {candidates:?}: apt-get install faketime")
+        })
+}
+
+/// A tmpfs of a fixed size, mounted for one test and unmounted on drop.
+struct SmallDisk {
+    dir: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(dir: PathBuf, size: &str) -> SmallDisk {
+        assert!(
+            support::running_as_root(),
+            "mounting a small tmpfs needs root: run the suite as root (CI does)"
+        );
+        std::fs::create_dir_all(&dir).expect("mount point");
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(&dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a tmpfs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    /// Fills what is left with one file; returns it.
+    fn fill(&self) -> PathBuf {
+        let filler = self.dir.join("filler");
+        let mut file = std::fs::File::create(&filler).expect("create filler");
+        let chunk = vec![0u8; 64 << 10];
+        use std::io::Write as _;
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The state directory fills up during an outage: a clear error, the
+/// reports already queued are kept and delivered, and queueing resumes by
+/// itself when space returns.
+#[test]
+fn a_full_state_directory_keeps_what_was_queued_and_recovers() {
+    let setup = Setup::new(205);
+    let disk = SmallDisk::mount(setup.state_dir(), "4m");
+    let mut broker = MosquittoOptions::new().persistence().start();
+    let noc = Durable::connect(broker.port(), "noc-full", &harness::stream_filter());
+    let config = setup.config(&format!("port = {}", broker.port()), "");
+    let mut daemon = setup.daemon(&config, "agent.log");
+    let before = noc.until(Duration::from_secs(15), harness::is_device_health);
+    // Outage: reports are queued on disk.
+    broker.stop();
+    std::thread::sleep(Duration::from_secs(3));
+    // The disk fills up.
+    let filler = disk.fill();
+    daemon.wait_log("cannot queue reports", 1, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_secs(2));
+    no_panic(&mut daemon);
+    // Space returns, then the broker.
+    std::fs::remove_file(&filler).expect("remove filler");
+    daemon.wait_log(
+        "the report queue accepts reports again",
+        1,
+        Duration::from_secs(10),
+    );
+    broker.start_again();
+    let back = std::time::SystemTime::now();
+    let after = noc.until(Duration::from_secs(30), |m| {
+        harness::is_device_health(m)
+            && m.json["ts"]
+                .as_str()
+                .and_then(|t| humantime::parse_rfc3339(t).ok())
+                .is_some_and(|t| t > back)
+    });
+    // What was queued before the disk filled arrived, in order; the reports
+    // the agent could not queue are a gap it reports as drops.
+    let seqs: Vec<u64> = durable::seqs(&before)
+        .into_iter()
+        .chain(durable::seqs(&after))
+        .collect();
+    let outage_health = after
+        .iter()
+        .filter(|m| harness::is_device_health(m))
+        .count();
+    assert!(
+        outage_health >= 3,
+        "the reports queued during the outage were lost"
+    );
+    let mut sorted = seqs.clone();
+    sorted.dedup();
+    assert!(
+        sorted.windows(2).all(|w| w[0] < w[1] || w[0] == w[1]),
+        "out of order: {seqs:?}"
+    );
+    let dropped = after
+        .iter()
+        .filter(|m| m.topic.ends_with("/agent/health"))
+        .filter_map(|m| m.json["mqtt"]["dropped"].as_u64())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        dropped > 0,
+        "the drops were not reported in the agent's health"
+    );
+    no_panic(&mut daemon);
+}
+
+/// A push published (retained) while the agent is down is applied when it
+/// comes back, and acknowledged.
+#[test]
+fn a_config_push_made_during_an_outage_is_applied_on_return() {
+    use ed25519_dalek::SigningKey;
+    let key = SigningKey::from_bytes(&[11; 32]);
+    let setup = Setup::new(206);
+    let broker = Mosquitto::start();
+    let config = setup.config(
+        &format!("port = {}", broker.port()),
+        &format!(
+            "[provisioning]\nenabled = true\npublic_keys = [\"{}\"]\n",
+            cpe_agent::bundle::public_key_base64(&key.verifying_key())
+        ),
+    );
+    let bundle = serde_json::json!({
+        "schema": "cpe-agent/bundle/1",
+        "target": {"agent": AGENT},
+        "version": 3,
+        "desired": {"agent": {"thresholds": {"cpu_percent": {"max": 90}}}},
+    });
+    let envelope = cpe_agent::bundle::sign(bundle.to_string().as_bytes(), &key);
+    // The agent is away (a WAN outage); the provider pushes, retained.
+    broker.publish(&format!("cpe/v1/{AGENT}/config/push"), envelope, true);
+    let mut acks = broker.subscribe(&format!("cpe/v1/{AGENT}/config/ack/3"));
+    let mut daemon = setup.daemon(&config, "agent.log");
+    acks.expect_message(Duration::from_secs(20), |m| m.json()["status"] == "applied");
+    no_panic(&mut daemon);
+}
