@@ -221,8 +221,11 @@ impl Mosquitto {
             log = self.log_path.display()
         );
         if self.options.persistence {
+            // A durable subscriber's session keeps everything: mosquitto's
+            // default queue limit (1000) would drop messages during a long
+            // drain, which is the broker's loss, not the agent's.
             config += &format!(
-                "persistence true\npersistence_location {}/\n",
+                "persistence true\npersistence_location {}/\nmax_queued_messages 0\n",
                 dir.display()
             );
         } else {
