@@ -84,7 +84,9 @@ pub fn rebooted(previous_ticks: u64, now_ticks: u64, elapsed: Duration) -> bool 
     if now_ticks >= previous_ticks {
         return false;
     }
-    let expected = previous_ticks + (elapsed.as_millis() / 10) as u64;
+    // Uptime comes from the device: saturate rather than overflow on nonsense.
+    let expected =
+        previous_ticks.saturating_add(u64::try_from(elapsed.as_millis() / 10).unwrap_or(u64::MAX));
     if expected >= WRAP_32 {
         let after_wrap = expected - WRAP_32;
         // Agents and clocks drift: accept a wrap within 10 % of the interval (at least 5 s).
@@ -453,6 +455,13 @@ pub fn breaches(body: &Body, limits: &crate::config::Thresholds) -> Vec<Breach> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_absurd_uptime_saturates_instead_of_overflowing() {
+        // Found by the snmp_values fuzz target: sysUpTime sent as a Counter64.
+        assert!(rebooted(u64::MAX, 5, Duration::from_secs(60)));
+        assert!(!rebooted(u64::MAX, u64::MAX, Duration::from_secs(60)));
+    }
 
     const MINUTE: Duration = Duration::from_secs(60);
 

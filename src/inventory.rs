@@ -316,11 +316,16 @@ pub fn interfaces_from(if_rows: &Rows, ifx_rows: &Rows) -> Vec<Interface> {
             let row = if_rows.get(&vec![index]).unwrap_or(&empty);
             let x = ifx_rows.get(&vec![index]).unwrap_or(&empty);
             let descr = text(row, 2);
-            let speed = match (number(x, 15), number(row, 5)) {
-                (Some(high), Some(low)) if low >= u64::from(u32::MAX) || high > low / 1_000_000 => {
-                    Some(high * 1_000_000)
+            // ifHighSpeed is a Gauge32 of Mb/s; a device that sends a wider
+            // type with an absurd value gets no speed rather than a wrapped one.
+            let high = number(x, 15).and_then(|h| h.checked_mul(1_000_000));
+            let speed = match (high, number(row, 5)) {
+                (Some(high), Some(low))
+                    if low >= u64::from(u32::MAX) || high / 1_000_000 > low / 1_000_000 =>
+                {
+                    Some(high)
                 }
-                (Some(high), None) => Some(high * 1_000_000),
+                (Some(high), None) => Some(high),
                 (_, low) => low,
             };
             Interface {
@@ -535,6 +540,21 @@ mod tests {
         assert!(eth.hc_counters);
         assert_eq!(interfaces[1].oper_status.as_deref(), Some("down"));
         assert_eq!(interfaces[2].alias, None, "<private> is absent");
+    }
+
+    #[test]
+    fn an_absurd_if_high_speed_is_no_speed_not_an_overflow() {
+        // Found by the snmp_values fuzz target: ifHighSpeed sent as a Counter64.
+        let if_cells = vec![
+            cell(&IF_ENTRY, 1, 1, Value::Integer(1)),
+            cell(&IF_ENTRY, 5, 1, Value::Gauge32(1_000)),
+        ];
+        let ifx_cells = vec![cell(&IFX_ENTRY, 15, 1, Value::Counter64(u64::MAX))];
+        let interfaces = interfaces_from(
+            &rows_from(&Oid::from_arcs(&IF_ENTRY), if_cells),
+            &rows_from(&Oid::from_arcs(&IFX_ENTRY), ifx_cells),
+        );
+        assert_eq!(interfaces[0].speed_bps, Some(1_000));
     }
 
     #[test]
