@@ -5,7 +5,7 @@
 //! known, reachable, lost) are set by the poller; `poll_lag` keeps the worst
 //! lag since it was last taken.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use portable_atomic::{AtomicU64, Ordering};
 
 pub static SNMP_REQUESTS: AtomicU64 = AtomicU64::new(0);
 pub static SNMP_TIMEOUTS: AtomicU64 = AtomicU64::new(0);

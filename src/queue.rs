@@ -482,7 +482,11 @@ impl Queue {
         }
         for (s, ids) in ack_ids.iter().enumerate() {
             for &id in ids {
-                queue.recover_acks(s, id, &mut report);
+                // An ack names a seq that was issued, even when its record
+                // was cut since (a torn tail): never issue it again, or the
+                // stale ack would remove the new record at the next start.
+                let acked = queue.recover_acks(s, id, &mut report);
+                max_seq = max_seq.max(acked);
             }
         }
         for s in 0..2 {
@@ -504,7 +508,7 @@ impl Queue {
                 seg.sealed |= i + 1 < n;
             }
         }
-        queue.next_seq = ceiling.max(max_seq + 1).max(1);
+        queue.next_seq = ceiling.max(max_seq.saturating_add(1)).max(1);
         report.records = queue.records;
         report.bytes = queue.bytes;
         Ok((queue, report))
@@ -529,10 +533,11 @@ impl Queue {
             });
         }
         let seq = self.next_seq;
+        // Saturating: only a damaged file with a valid CRC gets near u64::MAX.
         if seq >= self.seq_ceiling {
-            self.write_state(seq + SEQ_BLOCK)?;
+            self.write_state(seq.saturating_add(SEQ_BLOCK))?;
         }
-        self.next_seq = seq + 1;
+        self.next_seq = seq.saturating_add(1);
         let payload = payload(seq);
         if payload.len() > MAX_PAYLOAD {
             return Err(QueueError::TooLarge {
@@ -1113,11 +1118,13 @@ impl Queue {
         })
     }
 
-    fn recover_acks(&mut self, s: usize, id: u64, report: &mut OpenReport) {
+    /// Applies the ack file of segment `id` of stream `s`; returns the
+    /// highest seq a valid entry names (0 if none), found or not.
+    fn recover_acks(&mut self, s: usize, id: u64, report: &mut OpenReport) -> u64 {
         let path = ack_path(&self.dir, s, id);
         let Some(i) = self.streams[s].segments.iter().position(|g| g.id == id) else {
             let _ = fs::remove_file(&path);
-            return;
+            return 0;
         };
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -1126,13 +1133,13 @@ impl Queue {
                     "{}: cannot read ({e}); acknowledged records of its segment may be delivered again",
                     path.display()
                 ));
-                return;
+                return 0;
             }
         };
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         let mut reader = BufReader::new(file);
         let mut entry = [0u8; ACK_ENTRY];
-        let (mut bad, mut read) = (0u64, 0u64);
+        let (mut bad, mut read, mut highest) = (0u64, 0u64, 0u64);
         let seg = &mut self.streams[s].segments[i];
         while read + ACK_ENTRY as u64 <= len && reader.read_exact(&mut entry).is_ok() {
             read += ACK_ENTRY as u64;
@@ -1141,6 +1148,7 @@ impl Queue {
                 bad += 1;
                 continue;
             }
+            highest = highest.max(seq);
             if let Some(e) = seg.find(seq) {
                 if !seg.entries[e].acked() {
                     seg.entries[e].meta |= ACKED_BIT;
@@ -1168,6 +1176,7 @@ impl Queue {
             }
         }
         seg.ack_size = read;
+        highest
     }
 
     #[cfg(test)]
@@ -1774,6 +1783,38 @@ mod tests {
         let (q, report) = open(tmp.path(), 1 << 20);
         assert!(report.warnings.is_empty(), "{:?}", report.warnings);
         assert_eq!(seqs(&q), [&pushed[..4], &[next]].concat());
+    }
+
+    /// Found by fuzz/fuzz_targets/queue.rs: with the state file lost, a seq
+    /// whose record was cut but whose ack survived was issued again, and the
+    /// stale ack then removed the new record at the next start.
+    #[test]
+    fn acked_seq_whose_record_was_cut_is_never_reissued_without_state() {
+        let tmp = TempDir::new().expect("tempdir");
+        let (mut q, _) = open(tmp.path(), 1 << 20);
+        let pushed: Vec<u64> = (0..3).map(|_| push(&mut q, Class::Event)).collect();
+        q.ack(pushed[2]).expect("ack");
+        q.sync().expect("sync");
+        let seg = files(&q, ".seg").pop().expect("segment");
+        let dir = q.dir().to_path_buf();
+        drop(q);
+        // Damage (or, for health, a power cut before the fsync): the last
+        // record is cut, its ack survived, and the state file is gone.
+        let cut = frame_offsets(&seg)[2];
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .and_then(|f| f.set_len(cut))
+            .expect("truncate");
+        fs::remove_file(dir.join(STATE_FILE)).expect("remove state");
+        let (mut q, _) = open(tmp.path(), 1 << 20);
+        assert_eq!(seqs(&q), pushed[..2].to_vec());
+        let next = push(&mut q, Class::Event);
+        assert!(next > pushed[2], "seq {next} reused");
+        q.sync().expect("sync");
+        drop(q);
+        let (q, _) = open(tmp.path(), 1 << 20);
+        assert_eq!(seqs(&q), [&pushed[..2], &[next]].concat());
     }
 
     #[test]

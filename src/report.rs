@@ -16,10 +16,10 @@
 //! Reports keep flowing into the queue while the broker is away.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use portable_atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
 
 use crate::agent_status;

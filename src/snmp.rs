@@ -15,9 +15,9 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use portable_atomic::{AtomicU64, Ordering};
 use snmp2::AsyncSession;
 
 use crate::config::{AuthProtocol, Credential, PrivProtocol, SnmpVersion};

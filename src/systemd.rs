@@ -16,9 +16,9 @@
 //! is off and costs nothing.
 
 use std::os::unix::net::UnixDatagram;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use portable_atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
 use crate::report::LinkState;
