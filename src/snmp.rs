@@ -201,7 +201,14 @@ impl SetValue {
                 Ok(text) if !text.contains('\0') => SetValue::String(text.to_string()),
                 _ => SetValue::Hex(bytes.clone()),
             },
-            Value::ObjectId(oid) => SetValue::Oid(oid.to_string()),
+            // Only what a bundle could carry: 2 to 128 arcs of 32 bits, the first 0 to 2.
+            Value::ObjectId(oid)
+                if (2..=128).contains(&oid.arcs().len())
+                    && oid.arcs().iter().all(|a| u32::try_from(*a).is_ok())
+                    && oid.arcs().first().is_some_and(|a| *a <= 2) =>
+            {
+                SetValue::Oid(oid.to_string())
+            }
             Value::IpAddress(ip) => SetValue::IpAddress((*ip).into()),
             Value::Gauge32(n) => SetValue::Unsigned(*n),
             Value::Counter32(n) => SetValue::Counter32(*n),
@@ -617,6 +624,27 @@ mod tests {
         assert!(".1.3.6".parse::<Oid>().is_ok());
         assert!("1.3.x".parse::<Oid>().is_err());
         assert!(oid!(1, 3, 6, 1, 2, 1, 2, 2, 1, 10) > oid!(1, 3, 6, 1, 2, 1, 2, 2, 1, 9));
+    }
+
+    #[test]
+    fn only_values_a_bundle_could_set_back_are_kept() {
+        let fine = Value::ObjectId(oid!(1, 3, 6, 1, 4, 1, 9));
+        assert_eq!(
+            SetValue::from_value(&fine),
+            Some(SetValue::Oid("1.3.6.1.4.1.9".into()))
+        );
+        for bad in [
+            oid!(1, 3, 4_294_967_296),
+            oid!(7, 1),
+            Oid::from_arcs(&[1; 129]),
+        ] {
+            assert_eq!(SetValue::from_value(&Value::ObjectId(bad)), None);
+        }
+        assert_eq!(SetValue::from_value(&Value::Counter64(1)), None);
+        assert_eq!(
+            SetValue::from_value(&Value::OctetString(b"lab".to_vec())),
+            Some(SetValue::String("lab".into()))
+        );
     }
 
     #[test]
