@@ -123,6 +123,14 @@ pub async fn collect(
     } else {
         Vec::new()
     };
+    // A device with many interfaces has ~22 ifEntry cells per interface:
+    // the walk cap (a guard against endless agents) grows with ifNumber.
+    let if_number = if_number(client).await;
+    options.max_oids = options.max_oids.max(
+        if_number
+            .saturating_mul(CELLS_PER_INTERFACE)
+            .min(MAX_INTERFACE_CELLS),
+    );
     let if_rows = walk_table(
         client,
         &Oid::from_arcs(&IF_ENTRY),
@@ -181,6 +189,25 @@ async fn probe_subtrees(client: &mut Client, rules: &Rules) -> BTreeSet<String> 
         .filter(|((_, root), (next, value))| next.starts_with(root) && !value.is_exception())
         .map(|((name, _), _)| name.clone())
         .collect()
+}
+
+/// ifEntry has 22 columns, ifXEntry 19.
+const CELLS_PER_INTERFACE: usize = 24;
+/// However many interfaces a device claims, a table walk stops here (about
+/// 4,000 interfaces; a few MB while the walk lasts).
+const MAX_INTERFACE_CELLS: usize = 100_000;
+
+/// IF-MIB ifNumber.0, or 0 when the device does not say.
+async fn if_number(client: &mut Client) -> usize {
+    let oid = Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 2, 1, 0]);
+    match client.get(std::slice::from_ref(&oid)).await {
+        Ok(varbinds) => varbinds
+            .first()
+            .and_then(|(_, v)| v.as_u64())
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0),
+        Err(_) => 0,
+    }
 }
 
 async fn read_extra(client: &mut Client, oids: &[String]) -> BTreeMap<String, String> {

@@ -16,6 +16,8 @@ use crate::walk::{self, WalkOptions};
 const SYS_UPTIME: [u64; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
 const IF_ENTRY: [u64; 9] = [1, 3, 6, 1, 2, 1, 2, 2, 1];
 const IFX_ENTRY: [u64; 10] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
+/// ifEntry has 22 columns, ifXEntry 19: room for either table of a device.
+const CELLS_PER_INTERFACE: usize = 24;
 const HR_PROCESSOR_LOAD: [u64; 11] = [1, 3, 6, 1, 2, 1, 25, 3, 3, 1, 2];
 const HR_STORAGE_ENTRY: [u64; 10] = [1, 3, 6, 1, 2, 1, 25, 2, 3, 1];
 const HR_STORAGE_TYPES: [u64; 9] = [1, 3, 6, 1, 2, 1, 25, 2, 1];
@@ -115,13 +117,26 @@ async fn interfaces(
     inventory: &Inventory,
     options: &mut WalkOptions,
 ) -> BTreeMap<u64, InterfaceReading> {
-    let if_rows = table(client, &IF_ENTRY, options).await;
+    // The walk cap guards against endless agents; a device with many
+    // interfaces legitimately has ~22 ifEntry and ~19 ifXEntry cells per
+    // interface, so the cap grows with the interfaces the inventory knows.
+    let mut sized = WalkOptions {
+        max_oids: options.max_oids.max(
+            inventory
+                .interfaces
+                .len()
+                .saturating_mul(CELLS_PER_INTERFACE),
+        ),
+        ..*options
+    };
+    let if_rows = table(client, &IF_ENTRY, &mut sized).await;
     let hc = inventory.interfaces.iter().any(|i| i.hc_counters);
     let ifx_rows = if hc {
-        table(client, &IFX_ENTRY, options).await
+        table(client, &IFX_ENTRY, &mut sized).await
     } else {
         Rows::new()
     };
+    options.use_bulk = sized.use_bulk;
     let empty = BTreeMap::new();
     inventory
         .interfaces

@@ -261,3 +261,86 @@ fn operator_rules_from_the_config_come_first_and_are_checked() {
         "{err}"
     );
 }
+
+/// A device with `n` interfaces and every ifEntry column, plus ifName,
+/// ifHighSpeed and ifAlias.
+fn big_device(n: u64) -> Vec<(cpe_agent::snmp::Oid, cpe_agent::snmp::Value)> {
+    use cpe_agent::snmp::{Oid, Value};
+    let entry = Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 2, 2, 1]);
+    let ifx = Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 31, 1, 1, 1]);
+    let mut table = support::rogue::sample_table(n);
+    for row in 1..=n {
+        for column in [7, 8, 9] {
+            table.push((entry.child(&[column, row]), Value::Integer(1)));
+        }
+        for column in 11..=22 {
+            table.push((entry.child(&[column, row]), Value::Counter32(row as u32)));
+        }
+        table.push((
+            entry.child(&[6, row]),
+            Value::OctetString(vec![2, 0, 0, 0, (row >> 8) as u8, row as u8]),
+        ));
+        table.push((
+            ifx.child(&[1, row]),
+            Value::OctetString(format!("port{row}").into_bytes()),
+        ));
+        table.push((ifx.child(&[15, row]), Value::Gauge32(1000)));
+        table.push((
+            ifx.child(&[18, row]),
+            Value::OctetString(format!("alias{row}").into_bytes()),
+        ));
+    }
+    table
+}
+
+/// A device with 1,300 interfaces (28,600 ifEntry cells, well over the
+/// default walk cap of 10,000): every interface is in the inventory with
+/// every column, ifOperStatus (cells 9,101 to 10,400) included.
+#[test]
+fn thirteen_hundred_interfaces_are_read_whole() {
+    use support::rogue::{Behaviour, Rogue};
+    let rogue = Rogue::start(big_device(1300), &[Behaviour::Normal]);
+    let devices = discover(&["--target", &rogue.addr().to_string()]);
+    let interfaces = devices[0]["interfaces"].as_array().expect("interfaces");
+    assert_eq!(interfaces.len(), 1300);
+    let last = &interfaces[1299];
+    assert_eq!(last["alias"], "alias1300", "{last}");
+    assert_eq!(last["speed_bps"], 1_000_000_000u64, "{last}");
+    assert_eq!(last["oper_status"], "up", "{last}");
+}
+
+/// And a poll of it reads the counters of the last interface too (ifOutErrors
+/// is cell 26,000 of ifEntry).
+#[test]
+fn a_poll_reads_every_counter_of_thirteen_hundred_interfaces() {
+    use cpe_agent::config::Credential;
+    use cpe_agent::snmp::{Client, Timing};
+    use support::rogue::{Behaviour, Rogue};
+    let rogue = Rogue::start(big_device(1300), &[Behaviour::Normal]);
+    let timing = Timing {
+        timeout: std::time::Duration::from_secs(2),
+        retries: 1,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let rules = cpe_agent::classify::Rules::embedded();
+        let public = [Credential::default_public()];
+        let device = cpe_agent::discovery::probe(rogue.addr(), &public, &rules, timing)
+            .await
+            .expect("the device answers");
+        let mut client = Client::new(rogue.addr(), Credential::default_public(), timing);
+        let mut options = device.walk_options();
+        let reading = cpe_agent::reading::read(&mut client, &device.inventory, &mut options)
+            .await
+            .expect("the poll");
+        assert_eq!(reading.interfaces.len(), 1300);
+        let last = &reading.interfaces[&1300];
+        assert!(
+            last.out_errors.is_some() && last.out_octets.is_some() && last.in_errors.is_some(),
+            "{last:?}"
+        );
+    });
+}
