@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_rust
-ensure_packages mosquitto:mosquitto mosquitto_sub:mosquitto-clients snmpsimd:snmpsim snmpget:snmp snmpd:snmpd ss:iproute2 openssl:openssl systemd-analyze:systemd faketime:faketime
+ensure_packages mosquitto:mosquitto mosquitto_sub:mosquitto-clients snmpsimd:snmpsim snmpget:snmp snmpd:snmpd ss:iproute2 openssl:openssl systemd-analyze:systemd faketime:faketime collectd:collectd-core prometheus-snmp-exporter:prometheus-snmp-exporter
 
 echo "==> cargo fmt --check" >&2
 cargo fmt --check
