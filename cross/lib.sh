@@ -1,4 +1,8 @@
 # Shared helpers for the cross/ scripts. Source, don't run.
+# free_port comes from scripts/lib.sh; the installers below replace its
+# ensure_packages/ensure_rust (they also know absolute files, CROSS_NO_INSTALL
+# and rustup).
+. "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
 die() {
     echo "error: $*" >&2
@@ -45,12 +49,9 @@ ensure_packages() {
         elif command -v "$program" >/dev/null 2>&1 || [ -x "/usr/sbin/$program" ]; then
             continue
         fi
-        if true; then
-            case " ${missing[*]} " in *" $package "*) ;; *) missing+=("$package") ;; esac
-        fi
+        case " ${missing[*]} " in *" $package "*) ;; *) missing+=("$package") ;; esac
     done
     [ ${#missing[@]} -eq 0 ] && return 0
-    [ "${CROSS_NO_INSTALL:-}" = 1 ] && die "missing packages (CROSS_NO_INSTALL=1): ${missing[*]}"
     apt_install "${missing[@]}"
 }
 
@@ -100,19 +101,6 @@ ensure_zig() {
     chmod +x "$cache/bin/zig"
     export PATH="$cache/bin:$PATH"
     zig version >/dev/null || die "zig from the ziglang wheel does not run"
-}
-
-# A free port on 127.0.0.1 for TCP or UDP ("tcp"/"udp"), picked at random.
-free_port() {
-    local proto=$1 port
-    for _ in $(seq 1 50); do
-        port=$((20000 + RANDOM % 20000))
-        if ! ss -Hln"${proto:0:1}" "sport = :$port" 2>/dev/null | grep -q .; then
-            echo "$port"
-            return 0
-        fi
-    done
-    return 1
 }
 
 # The qemu-user program for a target triple ("" when it runs natively).
