@@ -85,6 +85,8 @@ struct Plan {
     cycles: u32,
     publish_records: u64,
     only: Option<Vec<String>>,
+    /// Which daemons the daemon section runs (all three by default).
+    daemons: Option<Vec<String>>,
 }
 
 impl Plan {
@@ -106,6 +108,7 @@ impl Plan {
                 cycles: 1,
                 publish_records: 2_000,
                 only: None,
+                daemons: None,
             }
         } else {
             Plan {
@@ -119,6 +122,7 @@ impl Plan {
                 cycles: 4,
                 publish_records: 20_000,
                 only: None,
+                daemons: None,
             }
         };
         if let Some(s) = env_num("COMPARE_INTERVAL_S") {
@@ -143,10 +147,20 @@ impl Plan {
                 .collect();
             plan.device_counts.sort_unstable();
         }
-        plan.only = std::env::var("COMPARE_ONLY")
-            .ok()
-            .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect());
+        let list = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .map(|v| v.split(',').map(|s| s.trim().to_owned()).collect())
+        };
+        plan.only = list("COMPARE_ONLY");
+        plan.daemons = list("COMPARE_DAEMONS");
         plan
+    }
+
+    fn runs_daemon(&self, daemon: &str) -> bool {
+        self.daemons
+            .as_ref()
+            .is_none_or(|only| only.iter().any(|s| s == daemon))
     }
 
     /// The plan for one device count: the interval it is polled at.
@@ -173,7 +187,11 @@ fn main() {
     let plan = Plan::from_env();
     let started = Instant::now();
     cpe_agent::logging::init(tracing::Level::WARN);
-    let agent_binary = PathBuf::from(env!("CARGO_BIN_EXE_cpe-agent"));
+    // COMPARE_AGENT_BIN measures another build (the musl one the routers run).
+    let agent_binary = std::env::var_os("COMPARE_AGENT_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_cpe-agent")),
+        PathBuf::from,
+    );
     println!(
         "comparison benchmark{}: cpe-agent {} ({}), {} CPU(s), load average {}",
         if plan.quick { " (--quick)" } else { "" },
@@ -944,10 +962,17 @@ fn section_daemons(plan: &Plan, agent: &Path, pool: &DevicePool) -> Json {
     for &count in &plan.device_counts {
         let plan = plan.for_count(count);
         let addrs = &all[..count];
-        windows.push(run_agent(&plan, agent, &broker, addrs));
-        windows.push(run_collectd(&plan, &collectd, &broker, addrs));
-        windows.push(run_exporter(&plan, &exporter, addrs));
-        print_daemon_rows(&plan, &windows[windows.len() - 3..]);
+        let before = windows.len();
+        if plan.runs_daemon("agent") {
+            windows.push(run_agent(&plan, agent, &broker, addrs));
+        }
+        if plan.runs_daemon("collectd") {
+            windows.push(run_collectd(&plan, &collectd, &broker, addrs));
+        }
+        if plan.runs_daemon("exporter") {
+            windows.push(run_exporter(&plan, &exporter, addrs));
+        }
+        print_daemon_rows(&plan, &windows[before..]);
     }
     drop(broker);
     drop(sims);

@@ -33,3 +33,4 @@ pub mod snmp;
 pub mod systemd;
 pub mod target;
 pub mod walk;
+pub mod wire;

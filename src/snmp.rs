@@ -1,7 +1,10 @@
-//! An SNMP client for one device: the `snmp2` session plus what real networks need.
+//! An SNMP client for one device: what real networks need around the protocol.
 //!
-//! `snmp2` speaks the protocol (v1/v2c/v3, BER, USM crypto) but leaves timeouts,
-//! retries and stale replies to its caller. This module adds them:
+//! `snmp2` decodes every answer and speaks SNMPv3 (USM crypto) for us; v1/v2c
+//! requests are encoded by [`crate::wire`] and sent on a socket of ours, so a
+//! device costs a socket, not snmp2's two 64 KiB buffers (see `wire` for the
+//! measurement). `snmp2` leaves timeouts, retries and stale replies to its
+//! caller. This module adds them:
 //! - every request has a timeout and a bounded number of retries;
 //! - after a timeout, a garbled reply or a reply to an older request, the UDP
 //!   socket is replaced: otherwise a late answer to request N would be read as
@@ -19,6 +22,7 @@ use std::time::Duration;
 
 use portable_atomic::{AtomicU64, Ordering};
 use snmp2::AsyncSession;
+use tokio::net::UdpSocket;
 
 use crate::config::{AuthProtocol, Credential, PrivProtocol, SnmpVersion};
 
@@ -290,7 +294,109 @@ pub struct Client {
     addr: SocketAddr,
     credential: Credential,
     timing: Timing,
-    session: Option<AsyncSession>,
+    session: Option<Session>,
+}
+
+/// An open exchange with the device: ours for v1/v2c, snmp2's for v3.
+enum Session {
+    Community(CommunitySession),
+    V3(Box<AsyncSession>),
+}
+
+/// A v1/v2c session: a connected socket and the next request id.
+struct CommunitySession {
+    socket: UdpSocket,
+    version: crate::wire::Version,
+    community: Vec<u8>,
+    next_request_id: i32,
+}
+
+/// The largest UDP payload; one receive buffer of this size per thread.
+const MAX_DATAGRAM: usize = 65_535;
+
+thread_local! {
+    static RECEIVE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl CommunitySession {
+    async fn open(
+        addr: SocketAddr,
+        version: crate::wire::Version,
+        community: Vec<u8>,
+    ) -> std::io::Result<CommunitySession> {
+        let any: SocketAddr = match addr {
+            SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+            SocketAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+        };
+        let socket = UdpSocket::bind(any).await?;
+        socket.connect(addr).await?;
+        Ok(CommunitySession {
+            socket,
+            version,
+            community,
+            next_request_id: initial_request_id(),
+        })
+    }
+
+    /// Sends one request and returns the answer's varbinds. A reply to
+    /// another request, with another community or not a Response is an
+    /// error: the caller retries on a fresh socket.
+    async fn exchange(
+        &mut self,
+        kind: crate::wire::PduKind,
+        varbinds: &[crate::wire::Varbind<'_>],
+    ) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        let request_id = self.next_request_id;
+        self.next_request_id = request_id.wrapping_add(1);
+        let message =
+            crate::wire::encode_request(self.version, &self.community, request_id, kind, varbinds);
+        self.socket
+            .send(&message)
+            .await
+            .map_err(|e| SnmpError::Socket(format!("Send: {e}")))?;
+        let reply = self.receive().await?;
+        let pdu = snmp2::Pdu::from_bytes(&reply).map_err(map_error)?;
+        if pdu.message_type != snmp2::MessageType::Response {
+            return Err(SnmpError::BadReply(format!(
+                "a {:?} where a Response was expected",
+                pdu.message_type
+            )));
+        }
+        if pdu.req_id != request_id {
+            return Err(SnmpError::BadReply(format!(
+                "RequestIdMismatch: the answer to request {}, not {request_id}",
+                pdu.req_id
+            )));
+        }
+        if pdu.community != self.community.as_slice() {
+            return Err(SnmpError::BadReply(
+                "CommunityMismatch: the answer carries another community".into(),
+            ));
+        }
+        collect(&pdu)
+    }
+
+    /// The next datagram from the device, copied out of the thread's
+    /// receive buffer (never held across an await).
+    async fn receive(&self) -> Result<Vec<u8>, SnmpError> {
+        let failed = |e: std::io::Error| SnmpError::Socket(format!("Receive: {e}"));
+        loop {
+            self.socket.readable().await.map_err(failed)?;
+            let got = RECEIVE_BUFFER.with_borrow_mut(|buffer| {
+                if buffer.len() < MAX_DATAGRAM {
+                    buffer.resize(MAX_DATAGRAM, 0);
+                }
+                self.socket
+                    .try_recv(buffer)
+                    .map(|len| buffer[..len].to_vec())
+            });
+            match got {
+                Ok(datagram) => return Ok(datagram),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(failed(e)),
+            }
+        }
+    }
 }
 
 impl Client {
@@ -459,7 +565,67 @@ impl Request {
         }
     }
 
-    async fn send(&self, session: &mut AsyncSession) -> Result<Vec<(Oid, Value)>, SnmpError> {
+    async fn send(&self, session: &mut Session) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        let varbinds = match session {
+            Session::Community(session) => self.send_community(session).await?,
+            Session::V3(session) => self.send_v3(session).await?,
+        };
+        // snmp2 stops quietly at a malformed varbind; a short answer is a bad one.
+        match self.expected_varbinds() {
+            Some(n) if varbinds.len() != n => Err(SnmpError::BadReply(format!(
+                "{} varbind(s) in the answer, {n} asked for",
+                varbinds.len()
+            ))),
+            _ => Ok(varbinds),
+        }
+    }
+
+    async fn send_community(
+        &self,
+        session: &mut CommunitySession,
+    ) -> Result<Vec<(Oid, Value)>, SnmpError> {
+        use crate::wire::{PduKind, WireValue};
+        fn read<'a>(oids: &'a [snmp2::Oid<'static>]) -> Vec<crate::wire::Varbind<'a>> {
+            oids.iter()
+                .map(|o| (o.as_bytes(), WireValue::Null))
+                .collect()
+        }
+        match self {
+            Request::Get(oids) => session.exchange(PduKind::Get, &read(oids)).await,
+            Request::GetNext(oid) => {
+                session
+                    .exchange(PduKind::GetNext, &read(std::slice::from_ref(oid)))
+                    .await
+            }
+            Request::GetBulk(oid, max_repetitions) => {
+                let kind = PduKind::GetBulk {
+                    non_repeaters: 0,
+                    max_repetitions: *max_repetitions,
+                };
+                session
+                    .exchange(kind, &read(std::slice::from_ref(oid)))
+                    .await
+            }
+            Request::GetBulkMany(oids, non_repeaters) => {
+                let kind = PduKind::GetBulk {
+                    non_repeaters: *non_repeaters,
+                    max_repetitions: 0,
+                };
+                session.exchange(kind, &read(oids)).await
+            }
+            Request::Set(values) => {
+                let binds: Vec<crate::wire::Varbind<'_>> = values
+                    .iter()
+                    .map(|(oid, value, value_oid)| {
+                        (oid.as_bytes(), to_wire_value(value, value_oid.as_ref()))
+                    })
+                    .collect();
+                session.exchange(PduKind::Set, &binds).await
+            }
+        }
+    }
+
+    async fn send_v3(&self, session: &mut AsyncSession) -> Result<Vec<(Oid, Value)>, SnmpError> {
         let pdu = match self {
             Request::Get(oids) => {
                 let refs: Vec<&snmp2::Oid<'_>> = oids.iter().collect();
@@ -481,21 +647,13 @@ impl Request {
                 session.set(&encoded).await
             }
         };
-        let varbinds = collect(&pdu.map_err(map_error)?)?;
-        // snmp2 stops quietly at a malformed varbind; a short answer is a bad one.
-        match self.expected_varbinds() {
-            Some(n) if varbinds.len() != n => Err(SnmpError::BadReply(format!(
-                "{} varbind(s) in the answer, {n} asked for",
-                varbinds.len()
-            ))),
-            _ => Ok(varbinds),
-        }
+        collect(&pdu.map_err(map_error)?)
     }
 }
 
 /// Opens a session; for v3 this includes engine discovery and a first
 /// authenticated exchange, so a wrong passphrase fails here.
-async fn open(addr: SocketAddr, credential: &Credential) -> Result<AsyncSession, SnmpError> {
+async fn open(addr: SocketAddr, credential: &Credential) -> Result<Session, SnmpError> {
     let request_id = initial_request_id();
     let socket_error = |e: std::io::Error| SnmpError::Socket(e.to_string());
     let secret = |s: &Option<crate::config::Secret>| {
@@ -504,12 +662,22 @@ async fn open(addr: SocketAddr, credential: &Credential) -> Result<AsyncSession,
             .unwrap_or_default()
     };
     match credential.version {
-        SnmpVersion::V1 => AsyncSession::new_v1(addr, &secret(&credential.community), request_id)
-            .await
-            .map_err(socket_error),
-        SnmpVersion::V2c => AsyncSession::new_v2c(addr, &secret(&credential.community), request_id)
-            .await
-            .map_err(socket_error),
+        SnmpVersion::V1 => CommunitySession::open(
+            addr,
+            crate::wire::Version::V1,
+            secret(&credential.community),
+        )
+        .await
+        .map(Session::Community)
+        .map_err(socket_error),
+        SnmpVersion::V2c => CommunitySession::open(
+            addr,
+            crate::wire::Version::V2c,
+            secret(&credential.community),
+        )
+        .await
+        .map(Session::Community)
+        .map_err(socket_error),
         SnmpVersion::V3 => {
             let user = credential.user.as_deref().unwrap_or_default().as_bytes();
             let mut security = snmp2::v3::Security::new(user, &secret(&credential.auth_password));
@@ -529,7 +697,7 @@ async fn open(addr: SocketAddr, credential: &Credential) -> Result<AsyncSession,
                 .await
                 .map_err(socket_error)?;
             session.init().await.map_err(map_error)?;
-            Ok(session)
+            Ok(Session::V3(Box::new(session)))
         }
     }
 }
@@ -576,7 +744,25 @@ fn map_error(e: snmp2::Error) -> SnmpError {
     }
 }
 
-/// A SET value as snmp2 encodes it.
+/// A SET value as [`crate::wire`] encodes it.
+fn to_wire_value<'a>(
+    value: &'a SetValue,
+    value_oid: Option<&'a snmp2::Oid<'static>>,
+) -> crate::wire::WireValue<'a> {
+    use crate::wire::WireValue as W;
+    match value {
+        SetValue::Integer(n) => W::Integer(i64::from(*n)),
+        SetValue::String(s) => W::OctetString(s.as_bytes()),
+        SetValue::Hex(bytes) => W::OctetString(bytes),
+        SetValue::Oid(_) => value_oid.map_or(W::Null, |oid| W::ObjectId(oid.as_bytes())),
+        SetValue::IpAddress(ip) => W::IpAddress(ip.octets()),
+        SetValue::Unsigned(n) => W::Gauge32(*n),
+        SetValue::Counter32(n) => W::Counter32(*n),
+        SetValue::TimeTicks(n) => W::TimeTicks(*n),
+    }
+}
+
+/// A SET value as snmp2 encodes it (SNMPv3).
 fn to_snmp2_value<'a>(
     value: &'a SetValue,
     value_oid: Option<&'a snmp2::Oid<'static>>,
