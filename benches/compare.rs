@@ -901,6 +901,9 @@ struct Window {
     interval_s: f64,
     hwm_kb: u64,
     rss_kb: u64,
+    /// The part of VmRSS that is file pages (the binary and its libraries,
+    /// shared with the page cache).
+    rss_file_kb: u64,
     cpu_per_cycle_s: f64,
     messages_per_cycle: f64,
     health_per_cycle: f64,
@@ -918,6 +921,7 @@ impl Window {
             "interval_s": self.interval_s,
             "vmhwm_kb": self.hwm_kb,
             "vmrss_kb": self.rss_kb,
+            "rss_file_kb": self.rss_file_kb,
             "cpu_per_cycle_ms": round(self.cpu_per_cycle_s * 1000.0, 2),
             "messages_per_cycle": round(self.messages_per_cycle, 1),
             "health_messages_per_cycle": round(self.health_per_cycle, 1),
@@ -1017,10 +1021,11 @@ fn print_daemon_rows(plan: &Plan, rows: &[Window]) {
         plan.cycles
     );
     println!(
-        "  {:<26} {:>10} {:>10} {:>12} {:>10} {:>12} {:>9}  note",
+        "  {:<26} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12} {:>9}  note",
         "daemon",
         "VmHWM MiB",
         "VmRSS MiB",
+        "file MiB",
         "CPU/cycle ms",
         "msgs/cycle",
         "cycle wall s",
@@ -1032,10 +1037,11 @@ fn print_daemon_rows(plan: &Plan, rows: &[Window]) {
         .map_or(f64::NAN, |w| w.cpu_per_cycle_s);
     for w in rows {
         println!(
-            "  {:<26} {:>10.2} {:>10.2} {:>12.1} {:>10.1} {:>12} {:>8.2}x  {}",
+            "  {:<26} {:>10.2} {:>10.2} {:>9.2} {:>12.1} {:>10.1} {:>12} {:>8.2}x  {}",
             w.daemon,
             w.hwm_kb as f64 / 1024.0,
             w.rss_kb as f64 / 1024.0,
+            w.rss_file_kb as f64 / 1024.0,
             w.cpu_per_cycle_s * 1000.0,
             w.messages_per_cycle,
             w.cycle_wall_s.map_or("-".into(), |s| format!("{s:.3}")),
@@ -1157,13 +1163,19 @@ fn target_ranges(devices: &[SocketAddr]) -> Vec<String> {
 }
 
 /// Samples a daemon: start-up, one warm-up cycle, then `plan.cycles` cycles.
+/// VmRSS at the end of a window, and how much of it is file pages.
+struct Resident {
+    total_kb: u64,
+    file_kb: u64,
+}
+
 fn measure_window(
     plan: &Plan,
     child: &mut ChildGuard,
     log: &Path,
     mut warmed_up: impl FnMut() -> bool,
     mut tick: impl FnMut(),
-) -> (f64, f64, u64, u64, f64, f64) {
+) -> (f64, f64, u64, Resident, f64, f64) {
     let deadline = plan.interval * 3 + Duration::from_secs(90);
     let name = child.name().to_owned();
     let pid = child.pid().expect("a running daemon");
@@ -1194,7 +1206,10 @@ fn measure_window(
     }
     let cpu = process_cpu_s(pid) - startup_cpu;
     let hwm = status_kb(pid, "VmHWM");
-    let rss = status_kb(pid, "VmRSS");
+    let rss = Resident {
+        total_kb: status_kb(pid, "VmRSS"),
+        file_kb: status_kb(pid, "RssFile"),
+    };
     (startup_cpu, cpu, hwm, rss, wall0, unix_now())
 }
 
@@ -1270,7 +1285,8 @@ fn run_agent(plan: &Plan, agent: &Path, broker: &Mosquitto, addrs: &[SocketAddr]
         devices: count,
         interval_s: plan.interval.as_secs_f64(),
         hwm_kb: hwm,
-        rss_kb: rss,
+        rss_kb: rss.total_kb,
+        rss_file_kb: rss.file_kb,
         cpu_per_cycle_s: cpu / cycles,
         messages_per_cycle: all as f64 / cycles,
         health_per_cycle: health_window.len() as f64 / cycles,
@@ -1384,7 +1400,8 @@ fn run_collectd(plan: &Plan, binary: &Path, broker: &Mosquitto, addrs: &[SocketA
         devices: count,
         interval_s: plan.interval.as_secs_f64(),
         hwm_kb: hwm,
-        rss_kb: rss,
+        rss_kb: rss.total_kb,
+        rss_file_kb: rss.file_kb,
         cpu_per_cycle_s: cpu / cycles,
         messages_per_cycle: in_window.len() as f64 / cycles,
         health_per_cycle: in_window.iter().filter(|(_, t)| uptime_topic(t)).count() as f64 / cycles,
@@ -1474,7 +1491,8 @@ fn run_exporter(plan: &Plan, binary: &Path, addrs: &[SocketAddr]) -> Window {
         devices: count,
         interval_s: plan.interval.as_secs_f64(),
         hwm_kb: hwm,
-        rss_kb: rss,
+        rss_kb: rss.total_kb,
+        rss_file_kb: rss.file_kb,
         cpu_per_cycle_s: cpu / measured.len().max(1) as f64,
         messages_per_cycle: count as f64,
         health_per_cycle: count as f64,

@@ -52,8 +52,13 @@ impl Oid {
     fn from_snmp2(oid: &snmp2::Oid<'_>) -> Option<Oid> {
         let arcs: Vec<u64> = oid.iter()?.collect();
         // BER packs the first two arcs into one; asn1-rs reads zeroDotZero's
-        // single 0x00 byte as the one arc [0].
-        Some(Oid(if arcs == [0] { vec![0, 0] } else { arcs }))
+        // single 0x00 byte as the one arc [0]. An empty OID (no content
+        // octets, which BER does not allow) is not an OID (found by fuzzing).
+        match arcs.as_slice() {
+            [] => None,
+            [0] => Some(Oid(vec![0, 0])),
+            _ => Some(Oid(arcs)),
+        }
     }
 }
 
@@ -355,25 +360,7 @@ impl CommunitySession {
             .await
             .map_err(|e| SnmpError::Socket(format!("Send: {e}")))?;
         let reply = self.receive().await?;
-        let pdu = snmp2::Pdu::from_bytes(&reply).map_err(map_error)?;
-        if pdu.message_type != snmp2::MessageType::Response {
-            return Err(SnmpError::BadReply(format!(
-                "a {:?} where a Response was expected",
-                pdu.message_type
-            )));
-        }
-        if pdu.req_id != request_id {
-            return Err(SnmpError::BadReply(format!(
-                "RequestIdMismatch: the answer to request {}, not {request_id}",
-                pdu.req_id
-            )));
-        }
-        if pdu.community != self.community.as_slice() {
-            return Err(SnmpError::BadReply(
-                "CommunityMismatch: the answer carries another community".into(),
-            ));
-        }
-        collect(&pdu)
+        decode_response(&reply, request_id, &self.community)
     }
 
     /// The next datagram from the device, copied out of the thread's
@@ -744,6 +731,36 @@ fn map_error(e: snmp2::Error) -> SnmpError {
     }
 }
 
+/// The varbinds of a v1/v2c answer to request `request_id` sent with
+/// `community`. A datagram that does not decode, is not a Response, answers
+/// another request or carries another community is a `BadReply`; an
+/// error-status is an `ErrorStatus`. Pure, and public for the fuzzer.
+pub fn decode_response(
+    datagram: &[u8],
+    request_id: i32,
+    community: &[u8],
+) -> Result<Vec<(Oid, Value)>, SnmpError> {
+    let pdu = snmp2::Pdu::from_bytes(datagram).map_err(map_error)?;
+    if pdu.message_type != snmp2::MessageType::Response {
+        return Err(SnmpError::BadReply(format!(
+            "a {:?} where a Response was expected",
+            pdu.message_type
+        )));
+    }
+    if pdu.req_id != request_id {
+        return Err(SnmpError::BadReply(format!(
+            "RequestIdMismatch: the answer to request {}, not {request_id}",
+            pdu.req_id
+        )));
+    }
+    if pdu.community != community {
+        return Err(SnmpError::BadReply(
+            "CommunityMismatch: the answer carries another community".into(),
+        ));
+    }
+    collect(&pdu)
+}
+
 /// A SET value as [`crate::wire`] encodes it.
 fn to_wire_value<'a>(
     value: &'a SetValue,
@@ -839,6 +856,73 @@ mod tests {
         assert_eq!(v.as_text().as_deref(), Some("RB750Gr3"));
         assert_eq!(Value::Counter64(5).as_u64(), Some(5));
         assert_eq!(Value::Integer(-1).as_u64(), None);
+    }
+
+    /// A v2c Response as a device sends it: our GET with the Response tag.
+    fn response(request_id: i32, community: &[u8], error_status: u8) -> Vec<u8> {
+        use crate::wire::{encode_request, PduKind, Version, WireValue};
+        let oid = oid!(1, 3, 6, 1, 2, 1, 1, 5, 0).to_snmp2().expect("valid");
+        let value = WireValue::OctetString(b"gw-1");
+        let mut bytes = encode_request(
+            Version::V2c,
+            community,
+            request_id,
+            PduKind::Get,
+            &[(oid.as_bytes(), value)],
+        );
+        let tag_at = 2 + 3 + 2 + community.len();
+        assert_eq!(bytes[tag_at], 0xa0);
+        bytes[tag_at] = 0xa2;
+        // error-status is the second INTEGER of the PDU: tag, len, id (4 + id bytes).
+        let status_at = bytes.windows(3).position(|w| w == [0x02, 0x01, 0x00]);
+        if let Some(at) = status_at.filter(|_| error_status != 0) {
+            bytes[at + 2] = error_status;
+        }
+        bytes
+    }
+
+    #[test]
+    fn answers_are_checked_before_their_values_are_used() {
+        let good = response(700, b"public", 0);
+        assert_eq!(
+            decode_response(&good, 700, b"public"),
+            Ok(vec![(
+                oid!(1, 3, 6, 1, 2, 1, 1, 5, 0),
+                Value::OctetString(b"gw-1".to_vec())
+            )])
+        );
+        let bad = |result: Result<_, SnmpError>, what: &str| match result {
+            Err(SnmpError::BadReply(why)) => assert!(why.contains(what), "{why}"),
+            other => panic!("expected a bad reply ({what}), got {other:?}"),
+        };
+        bad(decode_response(&good, 701, b"public"), "RequestIdMismatch");
+        bad(decode_response(&good, 700, b"private"), "CommunityMismatch");
+        let request = {
+            let mut r = good.clone();
+            r[2 + 3 + 2 + 6] = 0xa0;
+            r
+        };
+        bad(
+            decode_response(&request, 700, b"public"),
+            "Response was expected",
+        );
+        for cut in [0, 1, 5, good.len() / 2, good.len() - 1] {
+            assert!(decode_response(&good[..cut], 700, b"public").is_err());
+        }
+        // A varbind whose OID has no content octets (fuzz/regressions/snmp_reply/empty-oid).
+        let empty_oid = [
+            0x30, 0x1e, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa2,
+            0x11, 0x02, 0x01, 0x07, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x06, 0x30, 0x04,
+            0x06, 0x00, 0x05, 0x00,
+        ];
+        bad(decode_response(&empty_oid, 7, b"public"), "does not decode");
+        assert_eq!(
+            decode_response(&response(9, b"public", 17), 9, b"public"),
+            Err(SnmpError::ErrorStatus {
+                status: 17,
+                index: 0
+            })
+        );
     }
 
     #[tokio::test(flavor = "current_thread")]
