@@ -364,18 +364,32 @@ impl CommunitySession {
     }
 
     /// The next datagram from the device, copied out of the thread's
-    /// receive buffer (never held across an await).
+    /// receive buffer (never held across an await). Waiting includes the
+    /// socket's error state, as tokio's own `recv` does: an ICMP
+    /// port-unreachable sets no read readiness, and a closed port must fail
+    /// at once (a sweep meets hundreds), not after the timeout.
     async fn receive(&self) -> Result<Vec<u8>, SnmpError> {
+        use std::os::fd::AsRawFd;
+        use tokio::io::Interest;
         let failed = |e: std::io::Error| SnmpError::Socket(format!("Receive: {e}"));
+        let interest = Interest::READABLE | Interest::ERROR;
         loop {
-            self.socket.readable().await.map_err(failed)?;
-            let got = RECEIVE_BUFFER.with_borrow_mut(|buffer| {
-                if buffer.len() < MAX_DATAGRAM {
-                    buffer.resize(MAX_DATAGRAM, 0);
-                }
-                self.socket
-                    .try_recv(buffer)
-                    .map(|len| buffer[..len].to_vec())
+            let ready = self.socket.ready(interest).await.map_err(failed)?;
+            // try_io takes one interest (a combined one masks to nothing).
+            let which = if ready.is_readable() {
+                Interest::READABLE
+            } else {
+                Interest::ERROR
+            };
+            let got = self.socket.try_io(which, || {
+                RECEIVE_BUFFER.with_borrow_mut(|buffer| {
+                    if buffer.len() < MAX_DATAGRAM {
+                        buffer.resize(MAX_DATAGRAM, 0);
+                    }
+                    let flags = nix::sys::socket::MsgFlags::empty();
+                    let len = nix::sys::socket::recv(self.socket.as_raw_fd(), buffer, flags)?;
+                    Ok(buffer[..len].to_vec())
+                })
             });
             match got {
                 Ok(datagram) => return Ok(datagram),
@@ -922,6 +936,33 @@ mod tests {
                 status: 17,
                 index: 0
             })
+        );
+    }
+
+    /// Loopback answers a closed port with ICMP port-unreachable, which
+    /// sets the socket's error and no read readiness: the request must fail
+    /// then, not at the timeout (a sweep of a /24 meets hundreds of these).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_closed_port_fails_at_once_not_at_the_timeout() {
+        let closed = {
+            let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+            socket.local_addr().expect("addr")
+        };
+        let timing = Timing {
+            timeout: Duration::from_secs(5),
+            retries: 0,
+        };
+        let mut client = Client::new(closed, Credential::default_public(), timing);
+        let started = std::time::Instant::now();
+        let result = client.get(&[oid!(1, 3, 6, 1, 2, 1, 1, 1, 0)]).await;
+        assert!(
+            matches!(&result, Err(SnmpError::Socket(why)) if why.contains("Receive")),
+            "{result:?}"
+        );
+        assert!(
+            started.elapsed() < timing.timeout,
+            "{:?}",
+            started.elapsed()
         );
     }
 
