@@ -662,23 +662,15 @@ async fn open(addr: SocketAddr, credential: &Credential) -> Result<Session, Snmp
             .map(|s| s.expose().as_bytes().to_vec())
             .unwrap_or_default()
     };
+    let community = |version| async move {
+        CommunitySession::open(addr, version, secret(&credential.community))
+            .await
+            .map(Session::Community)
+            .map_err(socket_error)
+    };
     match credential.version {
-        SnmpVersion::V1 => CommunitySession::open(
-            addr,
-            crate::wire::Version::V1,
-            secret(&credential.community),
-        )
-        .await
-        .map(Session::Community)
-        .map_err(socket_error),
-        SnmpVersion::V2c => CommunitySession::open(
-            addr,
-            crate::wire::Version::V2c,
-            secret(&credential.community),
-        )
-        .await
-        .map(Session::Community)
-        .map_err(socket_error),
+        SnmpVersion::V1 => community(crate::wire::Version::V1).await,
+        SnmpVersion::V2c => community(crate::wire::Version::V2c).await,
         SnmpVersion::V3 => {
             let user = credential.user.as_deref().unwrap_or_default().as_bytes();
             let mut security = snmp2::v3::Security::new(user, &secret(&credential.auth_password));
