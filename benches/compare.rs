@@ -34,6 +34,10 @@
 #[allow(dead_code)]
 mod support;
 
+#[path = "shared/backlog.rs"]
+#[allow(dead_code)] // the queue's disk and index sizes are publish.rs's
+mod backlog;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
@@ -1610,73 +1614,14 @@ fn daemon_verdicts(plan: &Plan, daemons: &Json) -> Vec<Json> {
 // ---------------------------------------------------------------------------
 
 fn section_publish(plan: &Plan) -> Json {
-    use cpe_agent::config::Config;
-    use cpe_agent::queue::{Class, Queue, QueueOptions};
     let records = plan.publish_records;
     let broker = Mosquitto::start();
     let dir = support::temp_dir("compare-publish");
-    let mut config = Config::default();
-    config.agent.id = Some(AGENT_ID.into());
-    config.mqtt.host = "127.0.0.1".into();
-    config.mqtt.port = broker.port();
-    config.storage.state_dir = dir.path().to_path_buf();
-    config.polling.interval = cpe_agent::config::HumanDuration(Duration::from_secs(3600));
-    let (mut queue, _) = Queue::open(dir.path(), QueueOptions::from_storage(&config.storage))
-        .expect("open the queue");
-    // The backlog a WAN outage leaves: health reports of 50 devices.
-    let filled = Instant::now();
-    let mut payload_bytes = 0u64;
-    for i in 0..records {
-        let device = format!("sn-bench-{:04}", i % 50);
-        let topic = format!("cpe/v1/{AGENT_ID}/devices/{device}/health");
-        queue
-            .push(Class::Health, &topic, false, |seq| {
-                let body = health_payload(&device, seq);
-                payload_bytes += body.len() as u64;
-                body.into_bytes()
-            })
-            .expect("push");
-    }
-    queue.sync().expect("sync");
-    let fill_s = filled.elapsed().as_secs_f64();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(config));
-    let (trigger, shutdown) = cpe_agent::shutdown::channel();
-    let (_reports_tx, reports_rx) = tokio::sync::mpsc::channel(16);
-    let acked_before = cpe_agent::metrics::get(&cpe_agent::metrics::MQTT_PUBLISHED);
+    let backlog = backlog::fill(AGENT_ID, broker.port(), dir.path(), records);
+    let (payload_bytes, fill_s) = (backlog.payload_bytes, backlog.fill_time.as_secs_f64());
     let cpu_before = thread_cpu_s();
-    let started = Instant::now();
-    let drained = runtime.block_on(async {
-        let reporter = tokio::spawn(cpe_agent::report::run(
-            AGENT_ID.into(),
-            config_rx,
-            reports_rx,
-            queue,
-            cpe_agent::report::Links::unused(),
-            shutdown,
-        ));
-        // The birth status and the agent's own health are acknowledged too.
-        let wanted = acked_before + records + 2;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while cpe_agent::metrics::get(&cpe_agent::metrics::MQTT_PUBLISHED) < wanted
-            && Instant::now() < deadline
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        let elapsed = started.elapsed();
-        let done = cpe_agent::metrics::get(&cpe_agent::metrics::MQTT_PUBLISHED) >= wanted;
-        trigger.fire();
-        let _ = reporter.await;
-        done.then_some(elapsed)
-    });
+    let drain = backlog::drain(backlog).as_secs_f64();
     let cpu = thread_cpu_s() - cpu_before;
-    drop(config_tx);
-    let drain = drained
-        .unwrap_or_else(|| panic!("the backlog of {records} reports was not delivered in 300 s"))
-        .as_secs_f64();
     let per_s = records as f64 / drain;
     let mean = payload_bytes as f64 / records as f64;
     println!();
@@ -1714,25 +1659,6 @@ fn section_publish(plan: &Plan) -> Json {
         "publish_mb_per_s": round(per_s * mean / 1e6, 3),
         "cpu_ms_per_1000": round(cpu * 1e6 / records as f64, 2),
     })
-}
-
-/// A health report like a 7-interface router's (as benches/publish.rs).
-fn health_payload(device: &str, seq: u64) -> String {
-    let interfaces: Vec<Json> = (1..=7)
-        .map(|i| {
-            json!({
-                "index": i, "name": format!("ether{i}"), "admin_status": "up", "oper_status": "up",
-                "in_bps": 169_402.0 * f64::from(i), "out_bps": 1_448_056.24, "in_errors_per_s": 0.0,
-                "out_errors_per_s": 0.0, "in_discards_per_s": 0.0, "out_discards_per_s": 0.0
-            })
-        })
-        .collect();
-    json!({
-        "schema": "cpe-agent/health/1", "ts": "2026-11-23T16:38:14.352Z", "agent_id": AGENT_ID,
-        "device_id": device, "seq": seq, "reachable": true, "latency_ms": 1.5, "uptime_s": 285_635.57,
-        "missed_polls": 0, "rebooted": false, "interfaces": interfaces, "cpu_percent": 12.5, "memory_percent": 40.1
-    })
-    .to_string()
 }
 
 // ---------------------------------------------------------------------------
