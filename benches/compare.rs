@@ -53,8 +53,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value as Json};
 
 use cpe_agent::config::{Credential, Secret};
+use cpe_agent::snmp::walk::{walk, StopReason, WalkOptions};
 use cpe_agent::snmp::{Client, Oid, Timing};
-use cpe_agent::walk::{walk, StopReason, WalkOptions};
 
 use support::mosquitto::Mosquitto;
 use support::snmpd::Snmpd;

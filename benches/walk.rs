@@ -1,4 +1,4 @@
-//! Walk benchmark: `cpe_agent::walk` against net-snmp's `snmpbulkwalk` and
+//! Walk benchmark: `cpe_agent::snmp::walk` against net-snmp's `snmpbulkwalk` and
 //! `snmpwalk`, on net-snmp's `snmpd` (a whole `.1`) and on `snmpsimd`
 //! serving the project's soho-router recording, both on loopback.
 //!
@@ -21,8 +21,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use cpe_agent::config::{Credential, Secret};
+use cpe_agent::snmp::walk::{walk, WalkOptions};
 use cpe_agent::snmp::{Client, Oid, Timing};
-use cpe_agent::walk::{walk, WalkOptions};
 
 use support::snmpd::Snmpd;
 use support::snmpsim::SnmpSim;

@@ -12,13 +12,14 @@
 //! `/etc/cpe-agent/agent.toml`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{self, Config, CONFIG_ENV, DEFAULT_CONFIG_PATH};
-use crate::discovery::{self, Device};
-use crate::target::TargetSpec;
+use crate::config::{Config, TargetSpec, CONFIG_ENV, DEFAULT_CONFIG_PATH};
+use crate::discover::{self, Plan, Progress};
+use crate::keys;
+use crate::message::Device;
+use crate::text::clip;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -144,7 +145,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Run(arg) => crate::daemon::run(config_path(&arg)).map(|()| 0),
         Command::Discover(args) => discover(args),
-        Command::Diag(args) => Ok(crate::diag::run(&crate::diag::Options {
+        Command::Diag(args) => Ok(crate::ops::diag::run(&crate::ops::diag::Options {
             config_path: config_path(&args.config),
             json: args.json,
             timeout: args.timeout,
@@ -184,16 +185,17 @@ fn read_text(path: &Path, what: &str) -> Result<String, String> {
 
 fn sign(bundle: &Path, key: &Path, out: Option<&Path>) -> Result<(), String> {
     let bytes = read(bundle, "bundle")?;
-    crate::bundle::check_bundle(&bytes).map_err(|r| format!("{}: {r}", bundle.display()))?;
-    let key = crate::bundle::parse_private_key(&read_text(key, "private key")?)
+    crate::provision::bundle::check_bundle(&bytes)
+        .map_err(|r| format!("{}: {r}", bundle.display()))?;
+    let key = keys::parse_private_key(&read_text(key, "private key")?)
         .map_err(|e| format!("{}: {e}", key.display()))?;
-    let envelope = crate::bundle::sign(&bytes, &key);
-    if envelope.len() > crate::bundle::DEFAULT_MAX_BYTES {
+    let envelope = crate::provision::bundle::sign(&bytes, &key);
+    if envelope.len() > crate::provision::bundle::DEFAULT_MAX_BYTES {
         return Err(format!(
             "{}: the signed message would be {} bytes; agents accept at most {}",
             bundle.display(),
             envelope.len(),
-            crate::bundle::DEFAULT_MAX_BYTES
+            crate::provision::bundle::DEFAULT_MAX_BYTES
         ));
     }
     match out {
@@ -207,13 +209,13 @@ fn sign(bundle: &Path, key: &Path, out: Option<&Path>) -> Result<(), String> {
 }
 
 fn verify(envelope: &Path, pubkey: &Path) -> Result<(), String> {
-    use crate::bundle;
-    let key = bundle::parse_public_key_file(&read_text(pubkey, "public key")?)
+    use crate::provision::bundle;
+    let key = keys::parse_public_key_file(&read_text(pubkey, "public key")?)
         .map_err(|e| format!("{}: {e}", pubkey.display()))?;
     let message = read(envelope, "envelope")?;
     // A file may end in a newline; the agent gets the message without it.
     let message = message.trim_ascii_end();
-    let keys = [(bundle::key_id(&key), key)];
+    let keys = [(keys::key_id(&key), key)];
     let checked = bundle::authenticate(message, &keys, bundle::DEFAULT_MAX_BYTES)
         .and_then(|b| bundle::check_expiry(&b, std::time::SystemTime::now()).map(|()| b))
         .map_err(|r| format!("{}: {r}", envelope.display()))?;
@@ -278,11 +280,11 @@ fn keygen(prefix: &Path) -> Result<(), String> {
     let verifying = key.verifying_key();
     println!("private key: {} (keep it secret)", private_path.display());
     println!("public key:  {}", public_path.display());
-    println!("key id:      {}", crate::bundle::key_id(&verifying));
+    println!("key id:      {}", keys::key_id(&verifying));
     println!("add to the agents' config, [provisioning]:");
     println!(
         "public_keys = [\"{}\"]",
-        crate::bundle::public_key_base64(&verifying)
+        keys::public_key_base64(&verifying)
     );
     Ok(())
 }
@@ -290,8 +292,8 @@ fn keygen(prefix: &Path) -> Result<(), String> {
 /// `config show`: what provisioning has on disk (never secrets: setting
 /// names, not values).
 fn show(path: &Path, json: bool) -> anyhow::Result<i32> {
-    let config = config::load(path)?;
-    let state = crate::provisioning::show(&config.storage.state_dir).map_err(anyhow::Error::msg)?;
+    let config = crate::discover::load_config(path, None)?;
+    let state = crate::provision::show(&config.storage.state_dir).map_err(anyhow::Error::msg)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&state)?);
         return Ok(0);
@@ -373,7 +375,7 @@ fn render_show(state: &serde_json::Value) -> String {
 }
 
 fn check(path: &std::path::Path) -> i32 {
-    match config::load(path) {
+    match crate::discover::load_config(path, None) {
         Ok(_) => {
             println!("{}: valid", path.display());
             0
@@ -388,7 +390,7 @@ fn check(path: &std::path::Path) -> i32 {
 fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
     // With --target alone, no file is read: the defaults (community "public") apply.
     let mut config = if args.targets.is_empty() || args.config.config.is_some() {
-        config::load(&config_path(&args.config))?
+        crate::discover::load_config(&config_path(&args.config), None)?
     } else {
         Config::default()
     };
@@ -400,20 +402,9 @@ fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
         .enable_all()
         .build()?;
     let sweep = runtime.block_on(async {
-        let targets = discovery::sweep_targets(&config.discovery);
-        let addresses = discovery::expand(&targets).await;
-        let credentials: Arc<[config::Credential]> = config.credentials_or_default().into();
-        let rules = Arc::new(config.rules());
+        let plan = Plan::new(&config).await;
         let (_trigger, mut shutdown) = crate::shutdown::channel();
-        discovery::sweep(
-            addresses,
-            credentials,
-            rules,
-            &config.discovery,
-            None,
-            &mut shutdown,
-        )
-        .await
+        discover::sweep_once(&plan, &config.discovery, Progress::default(), &mut shutdown).await
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&sweep.devices)?);
@@ -502,14 +493,4 @@ pub fn explain(devices: &[Device]) -> String {
         ));
     }
     out
-}
-
-/// One line of at most `max` characters, with an ellipsis when cut.
-pub(crate) fn clip(text: &str, max: usize) -> String {
-    let flat = text.replace(['\r', '\n'], " ");
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let kept: String = flat.chars().take(max.saturating_sub(1)).collect();
-    format!("{kept}…")
 }

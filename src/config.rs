@@ -19,7 +19,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::target::TargetSpec;
+pub mod target;
+
+pub use target::{TargetError, TargetSet, TargetSpec};
 
 /// Where the daemon looks for its config when neither `--config` nor
 /// `CPE_AGENT_CONFIG` says otherwise.
@@ -541,16 +543,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Reads and validates a config file.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    load_with_overlay(path, None)
-}
-
 /// Settings pushed by the provider, shaped like the config file, in JSON.
 pub type Overlay = serde_json::Map<String, serde_json::Value>;
 
 /// Reads and validates a config file, then lays the provider's pushed
-/// settings over it: tables merge key by key, any other value (arrays
+/// settings over it (the agent loads through `discover::load_config`, which
+/// also parses the operator's rules file read here): tables merge key by key, any other value (arrays
 /// included) replaces the file's. The file must be valid on its own, and the
 /// result is checked like a file; errors about the result name the key and
 /// say that pushed settings are involved.
@@ -631,7 +629,7 @@ fn read_text(path: &Path) -> Result<(String, String), ConfigError> {
     Ok((text, file))
 }
 
-/// Reads and checks the operator's classification rules.
+/// Reads the operator's classification rules; `discover::load_config` parses them.
 fn load_rules_file(path: &Path) -> Result<String, ConfigError> {
     let origin = path.display().to_string();
     let fail = |message: String| ConfigError {
@@ -645,7 +643,6 @@ fn load_rules_file(path: &Path) -> Result<String, ConfigError> {
             "cannot read the rules file named by discovery.rules_file: {e}"
         ))
     })?;
-    crate::classify::Rules::from_toml(&text, &origin).map_err(|e| fail(e.to_string()))?;
     Ok(text)
 }
 
@@ -837,26 +834,6 @@ impl Config {
         self.validate()
     }
 
-    /// The classification rules: the operator's (if any) before the built-in ones.
-    pub fn rules(&self) -> crate::classify::Rules {
-        let embedded = crate::classify::Rules::embedded();
-        let Some(text) = &self.operator_rules else {
-            return embedded;
-        };
-        let origin = self
-            .discovery
-            .rules_file
-            .as_ref()
-            .map_or_else(|| "rules".to_string(), |p| p.display().to_string());
-        match crate::classify::Rules::from_toml(text, &origin) {
-            Ok(operator) => embedded.with_overrides(operator),
-            Err(e) => {
-                tracing::error!(error = %e, "operator rules unusable; using the built-in rules");
-                embedded
-            }
-        }
-    }
-
     /// The credentials to try, in order: the configured ones, or `public`.
     pub fn credentials_or_default(&self) -> Vec<Credential> {
         if self.credentials.is_empty() {
@@ -1013,7 +990,7 @@ impl ProvisioningConfig {
             ));
         }
         for (i, key) in self.public_keys.iter().enumerate() {
-            crate::bundle::parse_public_key(key)
+            crate::keys::parse_public_key(key)
                 .map_err(|why| (format!("provisioning.public_keys[{i}]"), why))?;
         }
         if self.enabled && self.public_keys.is_empty() {
@@ -1029,7 +1006,7 @@ impl ProvisioningConfig {
     pub fn verifying_keys(&self) -> Vec<ed25519_dalek::VerifyingKey> {
         self.public_keys
             .iter()
-            .filter_map(|k| crate::bundle::parse_public_key(k).ok())
+            .filter_map(|k| crate::keys::parse_public_key(k).ok())
             .collect()
     }
 }
@@ -1270,7 +1247,7 @@ mod tests {
 
     #[test]
     fn missing_file_says_how_to_point_at_one() {
-        let e = load(Path::new("/nonexistent/agent.toml")).expect_err("missing");
+        let e = load_with_overlay(Path::new("/nonexistent/agent.toml"), None).expect_err("missing");
         assert!(e.to_string().contains("--config PATH"), "{e}");
     }
 }

@@ -1,7 +1,8 @@
 //! The daemon: wires the tasks together and owns their lifecycle.
 //!
 //! Data flows one way through bounded channels:
-//! discovery → (sweeps) → polling → (reports) → reporting.
+//! discover → (sweeps) → collect → (reports) → report, and
+//! report → (inbound pushes) → provision → (acks) → report.
 //! The config is shared through a `watch` channel: SIGHUP loads the file
 //! again and, only if it is valid, publishes it to every task; a broken file
 //! is refused with a logged error and the running config stays. SIGTERM and
@@ -22,15 +23,18 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::{agent_status, discovery, identity, polling, provisioning, report, shutdown, systemd};
+use crate::message::LinkState;
+use crate::ops::{privileges, systemd};
+use crate::report::status_file;
+use crate::{collect, discover, identity, provision, report, shutdown};
 
 /// How long tasks get to finish after SIGTERM before the daemon exits anyway.
 pub const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(4);
 
 /// Starts the daemon with the config at `path`; returns when it has shut down.
 pub fn run(path: PathBuf) -> anyhow::Result<()> {
-    let config = provisioning::startup_config(&path)?;
-    let dropped = crate::privileges::drop_root(
+    let config = provision::startup_config(&path)?;
+    let dropped = privileges::drop_root(
         config.agent.user.as_deref(),
         config.agent.group.as_deref(),
         &config.storage.state_dir,
@@ -50,7 +54,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     let agent_id = identity::agent_id(config.agent.id.as_deref()).map_err(anyhow::Error::msg)?;
     let queue = report::open_queue(&config).map_err(anyhow::Error::msg)?;
     let state_dir = config.storage.state_dir.clone();
-    if let Err(e) = agent_status::write_pid_file(&state_dir) {
+    if let Err(e) = status_file::write_pid_file(&state_dir) {
         tracing::warn!(error = %e, "cannot write the pid file; diag will not see the daemon");
     }
     let mut hangup = signal(SignalKind::hangup()).context("cannot watch SIGHUP")?;
@@ -65,7 +69,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     let (sweeps_tx, sweeps_rx) = mpsc::channel(4);
     let (reports_tx, reports_rx) = mpsc::channel(4096);
     let (inbound_tx, inbound_rx) = mpsc::channel(64);
-    let (link_tx, link_rx) = watch::channel(report::LinkState::default());
+    let (link_tx, link_rx) = watch::channel(LinkState::default());
     let (polling_tx, polling_rx) = mpsc::channel(16);
 
     let mut tasks = JoinSet::new();
@@ -83,10 +87,10 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
     if let Some(notifier) = systemd::Notifier::from_env() {
         tasks.spawn(systemd::run(notifier, link_rx.clone(), shutdown.clone()));
     }
-    tasks.spawn(provisioning::run(
+    tasks.spawn(provision::run(
         path.clone(),
         agent_id.clone(),
-        provisioning::Wiring {
+        provision::Wiring {
             config_tx,
             reports: reports_tx.clone(),
             inbound: inbound_rx,
@@ -97,14 +101,14 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         },
         shutdown.clone(),
     ));
-    tasks.spawn(polling::run(
+    tasks.spawn(collect::run(
         config_rx.clone(),
         sweeps_rx,
         reports_tx,
         polling_rx,
         shutdown.clone(),
     ));
-    tasks.spawn(discovery::run(
+    tasks.spawn(discover::run(
         config_rx,
         sweeps_tx,
         Arc::clone(&rediscover),
@@ -134,7 +138,7 @@ async fn serve(path: PathBuf, config: Config) -> anyhow::Result<()> {
         tracing::warn!("tasks did not finish within {SHUTDOWN_DEADLINE:?}; exiting anyway");
         tasks.abort_all();
     }
-    agent_status::remove_pid_file(&state_dir);
+    status_file::remove_pid_file(&state_dir);
     tracing::info!("cpe-agent stopped");
     Ok(())
 }

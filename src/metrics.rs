@@ -3,7 +3,11 @@
 //! Plain atomics in one place: tasks bump them where things happen, the
 //! reporter reads them when it publishes the agent's health. Gauges (devices
 //! known, reachable, lost) are set by the poller; `poll_lag` keeps the worst
-//! lag since it was last taken.
+//! lag since it was last taken. The loops' heartbeats live here too: the
+//! poller and the reporter beat them, and the systemd watchdog
+//! (`ops::systemd`) reads them, so neither loop imports the service manager.
+
+use std::time::{Duration, Instant};
 
 use portable_atomic::{AtomicU64, Ordering};
 
@@ -14,6 +18,10 @@ pub static MQTT_PUBLISHED: AtomicU64 = AtomicU64::new(0);
 pub static DEVICES_KNOWN: AtomicU64 = AtomicU64::new(0);
 pub static DEVICES_REACHABLE: AtomicU64 = AtomicU64::new(0);
 pub static DEVICES_LOST: AtomicU64 = AtomicU64::new(0);
+/// SNMP replies dropped as unusable, across all clients.
+pub static BAD_REPLIES: AtomicU64 = AtomicU64::new(0);
+/// Reports that could not be queued (disk failure) or kept (poller far ahead of the reporter).
+pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 static POLL_LAG_MS: AtomicU64 = AtomicU64::new(0);
 
 pub fn bump(counter: &AtomicU64) {
@@ -45,6 +53,48 @@ pub fn rss_bytes() -> Option<u64> {
     Some(pages * u64::try_from(page_size).ok()?)
 }
 
+/// How often each watched loop beats, at least.
+pub const BEAT_EVERY: Duration = Duration::from_secs(1);
+
+/// The loops whose progress the watchdog requires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loop {
+    Polling,
+    Reporting,
+}
+
+const LOOPS: [Loop; 2] = [Loop::Polling, Loop::Reporting];
+
+/// Milliseconds since [`epoch`] of each loop's last beat (0: never).
+static BEATS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+fn epoch() -> Instant {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Records that `which` loop went round.
+pub fn beat(which: Loop) {
+    BEATS[which as usize].store(now_ms().max(1), Ordering::Relaxed);
+}
+
+/// The loops that have not beaten within `limit` (or never).
+pub fn silent_loops(limit: Duration) -> Vec<Loop> {
+    let now = now_ms();
+    let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
+    LOOPS
+        .into_iter()
+        .filter(|l| {
+            let last = BEATS[*l as usize].load(Ordering::Relaxed);
+            last == 0 || now.saturating_sub(last) > limit
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +106,14 @@ mod tests {
         record_poll_lag(std::time::Duration::from_millis(100));
         assert_eq!(take_poll_lag_s(), 0.3);
         assert_eq!(take_poll_lag_s(), 0.0);
+    }
+    #[test]
+    fn a_loop_that_never_beat_or_fell_silent_is_reported() {
+        beat(Loop::Reporting);
+        let silent = silent_loops(Duration::from_secs(60));
+        assert!(silent.contains(&Loop::Polling) || BEATS[0].load(Ordering::Relaxed) > 0);
+        assert!(!silent.contains(&Loop::Reporting));
+        beat(Loop::Polling);
+        assert!(silent_loops(Duration::from_secs(60)).is_empty());
     }
 }

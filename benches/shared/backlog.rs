@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpe_agent::config::Config;
-use cpe_agent::queue::{Class, Queue, QueueOptions};
+use cpe_agent::report::queue::{Class, Queue, QueueOptions};
 
 /// A filled queue, ready to drain.
 pub struct Backlog {

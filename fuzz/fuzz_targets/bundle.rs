@@ -13,7 +13,7 @@
 #[path = "common.rs"]
 mod common;
 
-use cpe_agent::bundle;
+use cpe_agent::provision::bundle;
 use libfuzzer_sys::fuzz_target;
 
 const BUNDLE: &str = r#"{"schema":"cpe-agent/bundle/1","target":{"agent":"gw-000123"},"version":42,"not_after":"2026-12-01T00:00:00Z","desired":{"agent":{"polling":{"interval":"30s"}},"devices":{"a1b2c3d4":[{"oid":"1.3.6.1.2.1.1.5.0","type":"string","value":"ap"}]}}}"#;

@@ -10,7 +10,7 @@
 #[path = "common.rs"]
 mod common;
 
-use cpe_agent::bundle;
+use cpe_agent::provision::bundle;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         Ok(b) => {
             // A verified bundle is exactly the signed bytes, and valid on its own.
             assert_eq!(b.bytes, data);
-            assert_eq!(b.key_id, bundle::key_id(&key.verifying_key()));
+            assert_eq!(b.key_id, cpe_agent::keys::key_id(&key.verifying_key()));
             let c = checked
                 .as_ref()
                 .expect("verify accepted what check_bundle refuses");

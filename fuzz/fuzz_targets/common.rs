@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use cpe_agent::bundle::Trust;
+use cpe_agent::provision::bundle::Trust;
 use ed25519_dalek::SigningKey;
 
 pub const AGENT_ID: &str = "gw-000123";
@@ -27,7 +27,7 @@ pub fn trust(applied_version: Option<u64>) -> Trust {
 }
 
 /// Everything the agent does with an accepted bundle that reads its fields.
-pub fn use_bundle(bundle: &cpe_agent::bundle::Bundle) {
+pub fn use_bundle(bundle: &cpe_agent::provision::bundle::Bundle) {
     for sets in bundle.desired.devices.values() {
         for set in sets {
             let _ = set.value.to_json();

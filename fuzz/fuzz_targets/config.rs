@@ -9,7 +9,7 @@
 use std::io::Write as _;
 use std::sync::OnceLock;
 
-use cpe_agent::classify::Rules;
+use cpe_agent::discover::classify::Rules;
 use cpe_agent::config::{self, Config, Overlay};
 use libfuzzer_sys::fuzz_target;
 

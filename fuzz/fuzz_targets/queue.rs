@@ -37,7 +37,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use cpe_agent::queue::{Class, FsyncPolicy, Queue, QueueOptions, MAX_PAYLOAD};
+use cpe_agent::report::queue::{Class, FsyncPolicy, Queue, QueueOptions, MAX_PAYLOAD};
 use libfuzzer_sys::fuzz_target;
 
 const SEP: &[u8] = b"\n==cpeq==\n";

@@ -13,7 +13,7 @@
 #![no_main]
 
 use cpe_agent::snmp::{decode_response, Oid};
-use cpe_agent::wire::{encode_request, PduKind, Version, WireValue};
+use cpe_agent::snmp::wire::{encode_request, PduKind, Version, WireValue};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

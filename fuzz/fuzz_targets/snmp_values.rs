@@ -1,10 +1,11 @@
 //! What devices on the LAN answer, as the agent decodes it: OIDs in text
 //! (`Oid::from_str`, as rules, bundles and the journal carry them), values
-//! (`Value::as_text`/`as_u64`, `inventory::display_value`,
+//! (`Value::as_text`/`as_u64`, `snmp::display_value`,
 //! `SetValue::from_value`/`matches`/`to_json` and back through
 //! `bundle::parse_set_value`, the rollback journal's path), the tables of an
-//! inventory (`inventory::rows_from`, `interfaces_from`, `entities_from`,
-//! `ip_addresses_from`), classification (`Rules::classify`, `extra_oids`),
+//! inventory and its classification as the agent assembles them
+//! (`sweep::system_from`, `inventory::subtrees_from`, `evidence`, `assemble`,
+//! with `walk::rows_from` for the tables),
 //! the device id (`inventory::device_id`) and the health arithmetic on
 //! successive readings (`health::rebooted`, `counter_delta`, `rate`).
 //!
@@ -18,15 +19,15 @@
 //! that do not parse are skipped.
 #![no_main]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use cpe_agent::bundle;
-use cpe_agent::classify::{Evidence, Rules};
-use cpe_agent::health::{self, Counter};
-use cpe_agent::inventory::{self, Inventory, System};
-use cpe_agent::snmp::{Oid, SetValue, Value};
+use cpe_agent::collect::health::{self, Counter};
+use cpe_agent::discover::classify::Rules;
+use cpe_agent::discover::{inventory, sweep};
+use cpe_agent::provision::bundle;
+use cpe_agent::snmp::{display_value, walk, Oid, SetValue, Value};
 use libfuzzer_sys::fuzz_target;
 
 const SYSTEM: [u64; 7] = [1, 3, 6, 1, 2, 1, 1];
@@ -90,7 +91,7 @@ fn value(tag: &str, text: &str) -> Option<Value> {
 
 fn check_value(v: &Value) {
     let _ = (v.as_text(), v.as_u64(), v.as_oid(), v.is_exception());
-    if let Some(text) = inventory::display_value(v) {
+    if let Some(text) = display_value(v) {
         assert!(!text.is_empty());
     }
     // A value read before a SET is kept for rollback as (type, JSON) and
@@ -138,24 +139,44 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // The system group, as discovery's probe reads it.
+    // The system group, as discovery's probe reads it (a GET of its scalars).
     let system_oid = Oid::from_arcs(&SYSTEM);
-    let scalar = |column: u64| {
-        varbinds
-            .iter()
-            .find(|(o, _)| o.suffix_after(&system_oid) == Some(&[column, 0][..]))
-            .map(|(_, v)| v)
-    };
-    let system = System {
-        sys_descr: scalar(1).and_then(inventory::display_value),
-        sys_object_id: scalar(2).and_then(|v| v.as_oid()).map(|o| o.to_string()),
-        sys_name: scalar(5).and_then(inventory::display_value),
-        sys_contact: scalar(4).and_then(inventory::display_value),
-        sys_location: scalar(6).and_then(inventory::display_value),
-        sys_services: scalar(7).and_then(Value::as_u64),
-    };
+    let scalars: Vec<(Oid, Value)> = varbinds
+        .iter()
+        .filter(|(o, _)| o.suffix_after(&system_oid).is_some_and(|s| s.len() == 2 && s[1] == 0))
+        .cloned()
+        .collect();
+    let addr: std::net::SocketAddr = "192.0.2.1:161".parse().unwrap();
+    let system = sweep::system_from(addr, &scalars)
+        .map(|(system, _uptime)| system)
+        .unwrap_or_default();
 
-    // Tables, as a walk of each entry returns them.
+    // What the inventory's reads would return from a device whose whole
+    // walk this is: GETNEXT on each probe root, a GET of the vendor scalars,
+    // a walk of each table.
+    let rules = rules();
+    let probes = inventory::probe_roots(rules);
+    let answers: Vec<(Oid, Value)> = probes
+        .iter()
+        .map(|(_, root)| {
+            varbinds
+                .iter()
+                .filter(|(o, _)| o > root)
+                .min_by(|a, b| a.0.cmp(&b.0))
+                .cloned()
+                .unwrap_or((root.clone(), Value::EndOfMibView))
+        })
+        .collect();
+    let subtrees = inventory::subtrees_from(&probes, &answers);
+    let extra: BTreeMap<String, String> = rules
+        .extra_oids(&inventory::evidence(&system, &subtrees))
+        .iter()
+        .filter_map(|o| {
+            let oid = o.parse::<Oid>().ok()?;
+            let (_, v) = varbinds.iter().find(|(x, _)| *x == oid)?;
+            Some((o.clone(), display_value(v)?))
+        })
+        .collect();
     let table = |entry: &[u64]| {
         let root = Oid::from_arcs(entry);
         let cells: Vec<(Oid, Value)> = varbinds
@@ -163,60 +184,20 @@ fuzz_target!(|data: &[u8]| {
             .filter(|(o, _)| o.starts_with(&root))
             .cloned()
             .collect();
-        inventory::rows_from(&root, cells)
+        walk::rows_from(&root, cells)
     };
-    let entities = inventory::entities_from(&table(&ENT_PHYSICAL_ENTRY));
-    let interfaces = inventory::interfaces_from(&table(&IF_ENTRY), &table(&IFX_ENTRY));
-    let ip_addresses = inventory::ip_addresses_from(&table(&IP_ADDR_ENTRY));
-
-    // Classification, with every probe subtree the walk has something in.
-    let rules = rules();
-    let subtrees: BTreeSet<String> = rules
-        .probes()
-        .iter()
-        .filter(|(_, root)| {
-            root.parse::<Oid>().is_ok_and(|root| {
-                varbinds
-                    .iter()
-                    .any(|(o, v)| o.starts_with(&root) && !v.is_exception())
-            })
-        })
-        .map(|(name, _)| name.clone())
-        .collect();
-    let mut evidence = Evidence {
-        sys_object_id: system.sys_object_id.clone(),
-        sys_descr: system.sys_descr.clone(),
-        sys_name: system.sys_name.clone(),
-        sys_services: system.sys_services,
-        subtrees: subtrees.clone(),
-        ..Evidence::default()
-    };
-    let extra: BTreeMap<String, String> = rules
-        .extra_oids(&evidence)
-        .iter()
-        .filter_map(|o| {
-            let oid = o.parse::<Oid>().ok()?;
-            let (_, v) = varbinds.iter().find(|(x, _)| *x == oid)?;
-            Some((o.clone(), inventory::display_value(v)?))
-        })
-        .collect();
-    evidence.extra = extra;
-    evidence.entity = entities
-        .iter()
-        .find(|e| e.class.as_deref() == Some("chassis"))
-        .or_else(|| entities.first())
-        .map(|e| e.facts.clone());
-    let classification = rules.classify(&evidence);
-    let inventory = Inventory {
-        classification,
-        system,
-        interfaces,
-        entities,
-        ip_addresses,
+    let read = inventory::Read {
         subtrees,
+        extra,
+        entities: table(&ENT_PHYSICAL_ENTRY),
+        interfaces: table(&IF_ENTRY),
+        interfaces_x: table(&IFX_ENTRY),
+        ip_addresses: table(&IP_ADDR_ENTRY),
         bulk_ok: true,
     };
-    let id = inventory::device_id(&inventory, "192.0.2.1:161".parse().unwrap());
+    // The same assembly and classification the agent runs.
+    let inventory = inventory::assemble(system, read, rules);
+    let id = inventory::device_id(&inventory, addr);
     assert!(!id.is_empty());
     let _ = serde_json::to_string(&inventory).expect("inventory serializes");
 

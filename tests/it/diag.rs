@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cpe_agent::agent_status::{self, AgentStatus, KnownDevice};
+use cpe_agent::report::status_file::{self, AgentStatus, KnownDevice};
 
 use crate::agent;
 use crate::support::mosquitto::{Mosquitto, MosquittoOptions, TestCa};
@@ -62,7 +62,7 @@ fn tls_mqtt(port: u16, ca: &Path, user: Option<(&str, &str)>) -> String {
 fn write_daemon_state(dir: &Path, sim: &SnmpSim) {
     let state = dir.join("state");
     let mut status = AgentStatus::new();
-    status.last_report_at = Some(agent_status::unix_now() - 5);
+    status.last_report_at = Some(status_file::unix_now() - 5);
     status.config_version = Some("v1".into());
     status.config_status = Some("applied".into());
     status.known_devices = sim
@@ -76,8 +76,8 @@ fn write_daemon_state(dir: &Path, sim: &SnmpSim) {
             kind: "other".into(),
         })
         .collect();
-    agent_status::write(&state, &status).expect("write the status file");
-    agent_status::write_pid_file(&state).expect("write the pid file");
+    status_file::write(&state, &status).expect("write the status file");
+    status_file::write_pid_file(&state).expect("write the pid file");
 }
 
 struct Run {

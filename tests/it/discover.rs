@@ -326,16 +326,17 @@ fn a_poll_reads_every_counter_of_thirteen_hundred_interfaces() {
         .build()
         .expect("runtime");
     runtime.block_on(async {
-        let rules = cpe_agent::classify::Rules::embedded();
+        let rules = cpe_agent::discover::classify::Rules::embedded();
         let public = [Credential::default_public()];
-        let device = cpe_agent::discovery::probe(rogue.addr(), &public, &rules, timing)
+        let device = cpe_agent::discover::probe(rogue.addr(), &public, &rules, timing)
             .await
             .expect("the device answers");
         let mut client = Client::new(rogue.addr(), Credential::default_public(), timing);
-        let mut options = device.walk_options();
-        let reading = cpe_agent::reading::read(&mut client, &device.inventory, &mut options)
-            .await
-            .expect("the poll");
+        let mut options = cpe_agent::collect::reading::walk_options(&device.inventory);
+        let reading =
+            cpe_agent::collect::reading::read(&mut client, &device.inventory, &mut options)
+                .await
+                .expect("the poll");
         assert_eq!(reading.interfaces.len(), 1300);
         let last = &reading.interfaces[&1300];
         assert!(

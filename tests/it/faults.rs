@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cpe_agent::config::MqttConfig;
-use cpe_agent::contract::{Contract, Report};
-use cpe_agent::polling::HealthSample;
-use cpe_agent::queue::{Class, Queue, QueueOptions};
+use cpe_agent::message::HealthSample;
+use cpe_agent::message::Report;
+use cpe_agent::report::contract::Contract;
+use cpe_agent::report::queue::{Class, Queue, QueueOptions};
 
 use crate::agent::Daemon;
 use crate::durable::{self, Durable};
@@ -426,7 +427,7 @@ fn a_config_push_made_during_an_outage_is_applied_on_return() {
         &format!("port = {}", broker.port()),
         &format!(
             "[provisioning]\nenabled = true\npublic_keys = [\"{}\"]\n",
-            cpe_agent::bundle::public_key_base64(&key.verifying_key())
+            cpe_agent::keys::public_key_base64(&key.verifying_key())
         ),
     );
     let bundle = serde_json::json!({
@@ -435,7 +436,7 @@ fn a_config_push_made_during_an_outage_is_applied_on_return() {
         "version": 3,
         "desired": {"agent": {"thresholds": {"cpu_percent": {"max": 90}}}},
     });
-    let envelope = cpe_agent::bundle::sign(bundle.to_string().as_bytes(), &key);
+    let envelope = cpe_agent::provision::bundle::sign(bundle.to_string().as_bytes(), &key);
     // The agent is away (a WAN outage); the provider pushes, retained.
     broker.publish(&format!("cpe/v1/{AGENT}/config/push"), envelope, true);
     let mut acks = broker.subscribe(&format!("cpe/v1/{AGENT}/config/ack/3"));

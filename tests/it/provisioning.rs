@@ -24,7 +24,7 @@ fn provider_key() -> SigningKey {
 }
 
 fn public_key_line(key: &SigningKey) -> String {
-    cpe_agent::bundle::public_key_base64(&key.verifying_key())
+    cpe_agent::keys::public_key_base64(&key.verifying_key())
 }
 
 /// One agent, its broker and its device.
@@ -123,7 +123,7 @@ verify_timeout = "3s"
         Daemon::start_with_env(
             &self.config,
             self.dir.path().join(log),
-            &[(cpe_agent::provisioning::KILL_AT_ENV, step)],
+            &[(cpe_agent::provision::KILL_AT_ENV, step)],
         )
     }
 
@@ -243,7 +243,7 @@ fn topics(messages: &[Message]) -> Vec<String> {
 }
 
 fn sign(bundle: &Value, key: &SigningKey) -> String {
-    cpe_agent::bundle::sign(bundle.to_string().as_bytes(), key)
+    cpe_agent::provision::bundle::sign(bundle.to_string().as_bytes(), key)
 }
 
 fn bundle(version: u64, desired: Value) -> Value {
@@ -537,7 +537,7 @@ fn a_group_push_reaches_the_agents_of_the_group() {
 #[test]
 fn a_kill_at_any_step_leaves_the_old_or_the_new_config() {
     let mut setup = Setup::start();
-    let steps = cpe_agent::provisioning::STEPS;
+    let steps = cpe_agent::provision::STEPS;
     let mut applied_location = {
         let daemon = setup.daemon("first.log");
         setup.wait_for_device();

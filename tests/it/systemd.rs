@@ -57,7 +57,7 @@ fn ready_status_and_a_watchdog_that_stops_when_the_poll_loop_hangs() {
         &[
             ("NOTIFY_SOCKET", socket_path.to_str().expect("utf-8")),
             ("WATCHDOG_USEC", "1000000"),
-            (cpe_agent::polling::HANG_ENV, "4"),
+            (cpe_agent::collect::HANG_ENV, "4"),
         ],
     );
     // Before the hang: ready, a status line, and a ping every half second.

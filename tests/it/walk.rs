@@ -1,4 +1,4 @@
-//! The walk engine (`cpe_agent::walk`) against real agents (snmpsimd with
+//! The walk engine (`cpe_agent::snmp::walk`) against real agents (snmpsimd with
 //! the project's and the shared recordings, net-snmp's snmpd over SNMPv3),
 //! checked against net-snmp's `snmpbulkwalk`, and against the rogue agent
 //! (`support::rogue`) for every way an agent can misbehave.
@@ -10,8 +10,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use cpe_agent::config::{AuthProtocol, Credential, PrivProtocol, Secret, SnmpVersion};
-use cpe_agent::snmp::{Client, Oid, SnmpError, Timing, Value, BAD_REPLIES};
-use cpe_agent::walk::{walk, walk_table, StopReason, Walk, WalkOptions};
+use cpe_agent::metrics::BAD_REPLIES;
+use cpe_agent::snmp::walk::{walk, walk_table, StopReason, Walk, WalkOptions};
+use cpe_agent::snmp::{Client, Oid, SnmpError, Timing, Value};
 
 use crate::support::rogue::{load_snmprec, sample_table, Behaviour, Rogue, COMMUNITY};
 use crate::support::snmpd::Snmpd;

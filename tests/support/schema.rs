@@ -731,10 +731,9 @@ mod tests {
     /// What the agent's own code publishes fits the schemas.
     #[test]
     fn schema_accepts_what_the_contract_code_publishes() {
-        use cpe_agent::contract::{Contract, Report};
-        use cpe_agent::provisioning::{
-            AckStatus, CommandResult, CommandStatus, ConfigAck, ConfigState,
-        };
+        use cpe_agent::message::Report;
+        use cpe_agent::message::{AckStatus, CommandResult, CommandStatus, ConfigAck, ConfigState};
+        use cpe_agent::report::contract::Contract;
         let contract = Contract::new("gw-1", &cpe_agent::config::MqttConfig::default());
         let ack = |version, status, code: Option<&str>, step: Option<&str>| {
             Report::ConfigAck(ConfigAck {
@@ -868,7 +867,7 @@ mod tests {
         // The envelope exactly as the agent's signer writes it.
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
         for signed in [&bundle, &command] {
-            let envelope = cpe_agent::bundle::sign(&bytes(signed), &key);
+            let envelope = cpe_agent::provision::bundle::sign(&bytes(signed), &key);
             let envelope: Value = serde_json::from_str(&envelope).expect("envelope JSON");
             assert_eq!(
                 provider_violations("push-envelope.json", &envelope),
@@ -888,9 +887,11 @@ mod tests {
             );
         };
         let key = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
-        let envelope: Value =
-            serde_json::from_str(&cpe_agent::bundle::sign(&bytes(&bundle_example()), &key))
-                .expect("envelope");
+        let envelope: Value = serde_json::from_str(&cpe_agent::provision::bundle::sign(
+            &bytes(&bundle_example()),
+            &key,
+        ))
+        .expect("envelope");
         let mut extra = envelope.clone();
         extra["version"] = json!(42);
         refused("push-envelope.json", &extra, "version");

@@ -1,7 +1,7 @@
 //! An SNMP client for one device: what real networks need around the protocol.
 //!
 //! `snmp2` decodes every answer and speaks SNMPv3 (USM crypto) for us; v1/v2c
-//! requests are encoded by [`crate::wire`] and sent on a socket of ours, so a
+//! requests are encoded by [`super::wire`] and sent on a socket of ours, so a
 //! device costs a socket, not snmp2's two 64 KiB buffers (see `wire` for the
 //! measurement). `snmp2` leaves timeouts, retries and stale replies to its
 //! caller. This module adds them:
@@ -15,250 +15,16 @@
 //! Secrets go into the session and nowhere else; errors name the credential,
 //! never its community or passphrases.
 
-use std::fmt;
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::time::Duration;
 
 use portable_atomic::{AtomicU64, Ordering};
 use snmp2::AsyncSession;
 use tokio::net::UdpSocket;
 
+use super::value::{Oid, SetValue, Value};
+use super::wire;
 use crate::config::{AuthProtocol, Credential, PrivProtocol, SnmpVersion};
-
-/// An object identifier, owned.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Oid(Vec<u64>);
-
-impl Oid {
-    pub fn arcs(&self) -> &[u64] {
-        &self.0
-    }
-
-    /// True when `self` lies inside the subtree rooted at `root` (or is it).
-    pub fn starts_with(&self, root: &Oid) -> bool {
-        self.0.starts_with(&root.0)
-    }
-
-    /// The arcs after `root`, e.g. the row index of a table column.
-    pub fn suffix_after(&self, root: &Oid) -> Option<&[u64]> {
-        self.starts_with(root).then(|| &self.0[root.0.len()..])
-    }
-
-    fn to_snmp2(&self) -> Result<snmp2::Oid<'static>, SnmpError> {
-        snmp2::Oid::from(&self.0).map_err(|_| SnmpError::BadOid(self.to_string()))
-    }
-
-    fn from_snmp2(oid: &snmp2::Oid<'_>) -> Option<Oid> {
-        let arcs: Vec<u64> = oid.iter()?.collect();
-        // BER packs the first two arcs into one; asn1-rs reads zeroDotZero's
-        // single 0x00 byte as the one arc [0]. An empty OID (no content
-        // octets, which BER does not allow) is not an OID (found by fuzzing).
-        match arcs.as_slice() {
-            [] => None,
-            [0] => Some(Oid(vec![0, 0])),
-            _ => Some(Oid(arcs)),
-        }
-    }
-}
-
-impl FromStr for Oid {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Oid, String> {
-        let arcs: Result<Vec<u64>, _> = s
-            .trim_start_matches('.')
-            .split('.')
-            .map(str::parse)
-            .collect();
-        match arcs {
-            Ok(arcs) if arcs.len() >= 2 => Ok(Oid(arcs)),
-            _ => Err(format!("{s:?} is not a numeric OID like 1.3.6.1.2.1.1.1.0")),
-        }
-    }
-}
-
-impl fmt::Display for Oid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, arc) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(".")?;
-            }
-            write!(f, "{arc}")?;
-        }
-        Ok(())
-    }
-}
-
-/// `oid!(1, 3, 6, 1, 2, 1, 1, 1, 0)`: an [`Oid`] from literal arcs.
-#[macro_export]
-macro_rules! oid {
-    ($($arc:expr),+ $(,)?) => { $crate::snmp::Oid::from_arcs(&[$($arc),+]) };
-}
-
-impl Oid {
-    pub fn from_arcs(arcs: &[u64]) -> Oid {
-        Oid(arcs.to_vec())
-    }
-
-    /// This OID with more arcs appended.
-    pub fn child(&self, arcs: &[u64]) -> Oid {
-        let mut all = self.0.clone();
-        all.extend_from_slice(arcs);
-        Oid(all)
-    }
-}
-
-/// An SNMP value, owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Value {
-    Integer(i64),
-    OctetString(Vec<u8>),
-    ObjectId(Oid),
-    IpAddress([u8; 4]),
-    Counter32(u32),
-    Gauge32(u32),
-    TimeTicks(u32),
-    Counter64(u64),
-    Opaque(Vec<u8>),
-    Null,
-    NoSuchObject,
-    NoSuchInstance,
-    EndOfMibView,
-    /// A type we do not use; kept so that a walk can step over it.
-    Other,
-}
-
-impl Value {
-    /// True for the three "no value here" exceptions of SNMPv2.
-    pub fn is_exception(&self) -> bool {
-        matches!(
-            self,
-            Value::NoSuchObject | Value::NoSuchInstance | Value::EndOfMibView
-        )
-    }
-
-    /// The value as text, for strings that devices fill with printable bytes.
-    pub fn as_text(&self) -> Option<String> {
-        match self {
-            Value::OctetString(bytes) => {
-                let text = String::from_utf8_lossy(bytes);
-                let text = text.trim_matches(|c: char| c == '\0' || c.is_whitespace());
-                Some(text.to_string())
-            }
-            _ => None,
-        }
-    }
-
-    pub fn as_u64(&self) -> Option<u64> {
-        match *self {
-            Value::Integer(n) => u64::try_from(n).ok(),
-            Value::Counter32(n) | Value::Gauge32(n) | Value::TimeTicks(n) => Some(u64::from(n)),
-            Value::Counter64(n) => Some(n),
-            _ => None,
-        }
-    }
-
-    pub fn as_oid(&self) -> Option<&Oid> {
-        match self {
-            Value::ObjectId(oid) => Some(oid),
-            _ => None,
-        }
-    }
-
-    fn from_snmp2(value: &snmp2::Value<'_>) -> Value {
-        use snmp2::Value as V;
-        match value {
-            V::Integer(n) => Value::Integer(*n),
-            V::Boolean(b) => Value::Integer(i64::from(*b)),
-            V::OctetString(bytes) => Value::OctetString(bytes.to_vec()),
-            V::ObjectIdentifier(oid) => Oid::from_snmp2(oid).map_or(Value::Other, Value::ObjectId),
-            V::IpAddress(ip) => Value::IpAddress(*ip),
-            V::Counter32(n) => Value::Counter32(*n),
-            V::Unsigned32(n) => Value::Gauge32(*n),
-            V::Timeticks(n) => Value::TimeTicks(*n),
-            V::Counter64(n) => Value::Counter64(*n),
-            V::Opaque(bytes) => Value::Opaque(bytes.to_vec()),
-            V::Null => Value::Null,
-            V::NoSuchObject => Value::NoSuchObject,
-            V::NoSuchInstance => Value::NoSuchInstance,
-            V::EndOfMibView => Value::EndOfMibView,
-            _ => Value::Other,
-        }
-    }
-}
-
-/// A value to SET, with its SNMP type (as a pushed bundle names it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetValue {
-    Integer(i32),
-    String(String),
-    Oid(String),
-    IpAddress(std::net::Ipv4Addr),
-    Unsigned(u32),
-    Counter32(u32),
-    TimeTicks(u32),
-    Hex(Vec<u8>),
-}
-
-impl SetValue {
-    /// The value a GET returned, as something that can be SET back (for
-    /// rollback); None for types a SET cannot carry.
-    pub fn from_value(value: &Value) -> Option<SetValue> {
-        Some(match value {
-            Value::Integer(n) => SetValue::Integer(i32::try_from(*n).ok()?),
-            Value::OctetString(bytes) => match std::str::from_utf8(bytes) {
-                Ok(text) if !text.contains('\0') => SetValue::String(text.to_string()),
-                _ => SetValue::Hex(bytes.clone()),
-            },
-            // Only what a bundle could carry: 2 to 128 arcs of 32 bits, the first 0 to 2.
-            Value::ObjectId(oid)
-                if (2..=128).contains(&oid.arcs().len())
-                    && oid.arcs().iter().all(|a| u32::try_from(*a).is_ok())
-                    && oid.arcs().first().is_some_and(|a| *a <= 2) =>
-            {
-                SetValue::Oid(oid.to_string())
-            }
-            Value::IpAddress(ip) => SetValue::IpAddress((*ip).into()),
-            Value::Gauge32(n) => SetValue::Unsigned(*n),
-            Value::Counter32(n) => SetValue::Counter32(*n),
-            Value::TimeTicks(n) => SetValue::TimeTicks(*n),
-            _ => return None,
-        })
-    }
-
-    /// True when a GET's answer shows this value in place.
-    pub fn matches(&self, value: &Value) -> bool {
-        match (self, value) {
-            (SetValue::Integer(a), Value::Integer(b)) => i64::from(*a) == *b,
-            (SetValue::String(a), Value::OctetString(b)) => a.as_bytes() == b.as_slice(),
-            (SetValue::Hex(a), Value::OctetString(b)) => a == b,
-            (SetValue::Oid(a), Value::ObjectId(b)) => *a == b.to_string(),
-            (SetValue::IpAddress(a), Value::IpAddress(b)) => a.octets() == *b,
-            (SetValue::Unsigned(a), Value::Gauge32(b))
-            | (SetValue::Counter32(a), Value::Counter32(b))
-            | (SetValue::TimeTicks(a), Value::TimeTicks(b)) => a == b,
-            _ => false,
-        }
-    }
-
-    /// The (type, value) pair of the bundle format, e.g. ("string", "lab").
-    pub fn to_json(&self) -> (&'static str, serde_json::Value) {
-        use serde_json::json;
-        match self {
-            SetValue::Integer(n) => ("integer", json!(n)),
-            SetValue::String(s) => ("string", json!(s)),
-            SetValue::Oid(s) => ("oid", json!(s)),
-            SetValue::IpAddress(ip) => ("ipaddress", json!(ip.to_string())),
-            SetValue::Unsigned(n) => ("unsigned", json!(n)),
-            SetValue::Counter32(n) => ("counter32", json!(n)),
-            SetValue::TimeTicks(n) => ("timeticks", json!(n)),
-            SetValue::Hex(bytes) => (
-                "hex",
-                json!(bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()),
-            ),
-        }
-    }
-}
 
 /// What went wrong talking to a device.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -291,9 +57,6 @@ pub struct Timing {
     pub retries: u32,
 }
 
-/// Replies that were dropped as unusable, across all clients (for the agent's own health).
-pub static BAD_REPLIES: AtomicU64 = AtomicU64::new(0);
-
 /// A client for one device with one credential.
 pub struct Client {
     addr: SocketAddr,
@@ -311,7 +74,7 @@ enum Session {
 /// A v1/v2c session: a connected socket and the next request id.
 struct CommunitySession {
     socket: UdpSocket,
-    version: crate::wire::Version,
+    version: wire::Version,
     community: Vec<u8>,
     next_request_id: i32,
 }
@@ -326,7 +89,7 @@ thread_local! {
 impl CommunitySession {
     async fn open(
         addr: SocketAddr,
-        version: crate::wire::Version,
+        version: wire::Version,
         community: Vec<u8>,
     ) -> std::io::Result<CommunitySession> {
         let any: SocketAddr = match addr {
@@ -348,13 +111,13 @@ impl CommunitySession {
     /// error: the caller retries on a fresh socket.
     async fn exchange(
         &mut self,
-        kind: crate::wire::PduKind,
-        varbinds: &[crate::wire::Varbind<'_>],
+        kind: wire::PduKind,
+        varbinds: &[wire::Varbind<'_>],
     ) -> Result<Vec<(Oid, Value)>, SnmpError> {
         let request_id = self.next_request_id;
         self.next_request_id = request_id.wrapping_add(1);
         let message =
-            crate::wire::encode_request(self.version, &self.community, request_id, kind, varbinds);
+            wire::encode_request(self.version, &self.community, request_id, kind, varbinds);
         self.socket
             .send(&message)
             .await
@@ -528,7 +291,7 @@ impl Client {
                 Ok(Err(e @ SnmpError::ErrorStatus { .. })) => return Err(e),
                 Ok(Err(e)) => {
                     if matches!(e, SnmpError::BadReply(_)) {
-                        BAD_REPLIES.fetch_add(1, Ordering::Relaxed);
+                        crate::metrics::bump(&crate::metrics::BAD_REPLIES);
                     }
                     self.session = None;
                     last = e;
@@ -585,8 +348,8 @@ impl Request {
         &self,
         session: &mut CommunitySession,
     ) -> Result<Vec<(Oid, Value)>, SnmpError> {
-        use crate::wire::{PduKind, WireValue};
-        fn read<'a>(oids: &'a [snmp2::Oid<'static>]) -> Vec<crate::wire::Varbind<'a>> {
+        use wire::{PduKind, WireValue};
+        fn read<'a>(oids: &'a [snmp2::Oid<'static>]) -> Vec<wire::Varbind<'a>> {
             oids.iter()
                 .map(|o| (o.as_bytes(), WireValue::Null))
                 .collect()
@@ -615,7 +378,7 @@ impl Request {
                 session.exchange(kind, &read(oids)).await
             }
             Request::Set(values) => {
-                let binds: Vec<crate::wire::Varbind<'_>> = values
+                let binds: Vec<wire::Varbind<'_>> = values
                     .iter()
                     .map(|(oid, value, value_oid)| {
                         (oid.as_bytes(), to_wire_value(value, value_oid.as_ref()))
@@ -669,8 +432,8 @@ async fn open(addr: SocketAddr, credential: &Credential) -> Result<Session, Snmp
             .map_err(socket_error)
     };
     match credential.version {
-        SnmpVersion::V1 => community(crate::wire::Version::V1).await,
-        SnmpVersion::V2c => community(crate::wire::Version::V2c).await,
+        SnmpVersion::V1 => community(wire::Version::V1).await,
+        SnmpVersion::V2c => community(wire::Version::V2c).await,
         SnmpVersion::V3 => {
             let user = credential.user.as_deref().unwrap_or_default().as_bytes();
             let mut security = snmp2::v3::Security::new(user, &secret(&credential.auth_password));
@@ -767,12 +530,12 @@ pub fn decode_response(
     collect(&pdu)
 }
 
-/// A SET value as [`crate::wire`] encodes it.
+/// A SET value as [`super::wire`] encodes it.
 fn to_wire_value<'a>(
     value: &'a SetValue,
     value_oid: Option<&'a snmp2::Oid<'static>>,
-) -> crate::wire::WireValue<'a> {
-    use crate::wire::WireValue as W;
+) -> wire::WireValue<'a> {
+    use wire::WireValue as W;
     match value {
         SetValue::Integer(n) => W::Integer(i64::from(*n)),
         SetValue::String(s) => W::OctetString(s.as_bytes()),
@@ -823,50 +586,11 @@ fn collect(pdu: &snmp2::Pdu<'_>) -> Result<Vec<(Oid, Value)>, SnmpError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn oids_parse_print_and_nest() {
-        let root: Oid = "1.3.6.1.2.1.2.2.1.2".parse().expect("valid");
-        let cell = root.child(&[7]);
-        assert_eq!(cell.to_string(), "1.3.6.1.2.1.2.2.1.2.7");
-        assert_eq!(cell.suffix_after(&root), Some(&[7u64][..]));
-        assert!(".1.3.6".parse::<Oid>().is_ok());
-        assert!("1.3.x".parse::<Oid>().is_err());
-        assert!(oid!(1, 3, 6, 1, 2, 1, 2, 2, 1, 10) > oid!(1, 3, 6, 1, 2, 1, 2, 2, 1, 9));
-    }
-
-    #[test]
-    fn only_values_a_bundle_could_set_back_are_kept() {
-        let fine = Value::ObjectId(oid!(1, 3, 6, 1, 4, 1, 9));
-        assert_eq!(
-            SetValue::from_value(&fine),
-            Some(SetValue::Oid("1.3.6.1.4.1.9".into()))
-        );
-        for bad in [
-            oid!(1, 3, 4_294_967_296),
-            oid!(7, 1),
-            Oid::from_arcs(&[1; 129]),
-        ] {
-            assert_eq!(SetValue::from_value(&Value::ObjectId(bad)), None);
-        }
-        assert_eq!(SetValue::from_value(&Value::Counter64(1)), None);
-        assert_eq!(
-            SetValue::from_value(&Value::OctetString(b"lab".to_vec())),
-            Some(SetValue::String("lab".into()))
-        );
-    }
-
-    #[test]
-    fn text_values_are_trimmed_of_padding() {
-        let v = Value::OctetString(b"RB750Gr3\0\0 ".to_vec());
-        assert_eq!(v.as_text().as_deref(), Some("RB750Gr3"));
-        assert_eq!(Value::Counter64(5).as_u64(), Some(5));
-        assert_eq!(Value::Integer(-1).as_u64(), None);
-    }
+    use crate::oid;
 
     /// A v2c Response as a device sends it: our GET with the Response tag.
     fn response(request_id: i32, community: &[u8], error_status: u8) -> Vec<u8> {
-        use crate::wire::{encode_request, PduKind, Version, WireValue};
+        use wire::{encode_request, PduKind, Version, WireValue};
         let oid = oid!(1, 3, 6, 1, 2, 1, 1, 5, 0).to_snmp2().expect("valid");
         let value = WireValue::OctetString(b"gw-1");
         let mut bytes = encode_request(

@@ -6,56 +6,23 @@
 //! polls never walk the list again. Probes run concurrently, bounded by
 //! `discovery.concurrency`, and each has its own timeout, so one silent or slow
 //! address never holds up the rest. Each device that answers has its
-//! inventory read and is classified (see [`crate::inventory`]).
+//! inventory read and is classified (see [`crate::discover::inventory`]).
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 
-use crate::classify::Rules;
-use crate::config::{Credential, DiscoveryConfig, SnmpVersion};
-use crate::inventory::{self, Inventory, System};
+use super::classify::Rules;
+use super::inventory;
+use crate::config::{Config, Credential, DiscoveryConfig, SnmpVersion, TargetSpec};
+use crate::message::{Device, System};
 use crate::oid;
 use crate::shutdown::Shutdown;
-use crate::snmp::{Client, Oid, SnmpError, Timing, Value};
-use crate::target::TargetSpec;
-use crate::walk::WalkOptions;
-
-/// What a sweep learned about one device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Device {
-    pub address: IpAddr,
-    pub port: u16,
-    /// A stable id: see [`crate::inventory::device_id`].
-    pub id: String,
-    /// The name of the credential that answered (never the secret).
-    pub credential: String,
-    #[serde(flatten)]
-    pub inventory: Inventory,
-    /// sysUpTime in hundredths of a second, as read during the sweep.
-    #[serde(skip)]
-    pub sys_uptime: Option<u64>,
-}
-
-impl Device {
-    pub fn socket_addr(&self) -> SocketAddr {
-        SocketAddr::new(self.address, self.port)
-    }
-
-    /// Walk settings for this device: GETNEXT only for v1 and for devices
-    /// that mishandled GETBULK.
-    pub fn walk_options(&self) -> WalkOptions {
-        WalkOptions {
-            use_bulk: self.inventory.bulk_ok,
-            ..WalkOptions::default()
-        }
-    }
-}
+use crate::snmp::{display_value, Client, Oid, SnmpError, Timing, Value, WalkOptions};
 
 /// The result of one sweep.
 #[derive(Debug, Clone, Default)]
@@ -111,15 +78,51 @@ pub async fn expand(targets: &[TargetSpec]) -> Vec<SocketAddr> {
     out
 }
 
-/// Probes every address; returns the devices that answered, in address order.
-/// With `found`, each device is also handed on as soon as it is known, so
-/// that one slow device does not hold back the reports of the others.
-pub async fn sweep(
-    addresses: Vec<SocketAddr>,
+/// One sweep, worked out from the config: the targets, the addresses they
+/// cover, and the credentials and rules to try there. The daemon, `cpe-agent
+/// discover` and `diag` all sweep through this one plan.
+pub struct Plan {
+    pub targets: Vec<TargetSpec>,
+    pub addresses: Vec<SocketAddr>,
     credentials: Arc<[Credential]>,
     rules: Arc<Rules>,
+}
+
+impl Plan {
+    pub async fn new(config: &Config) -> Plan {
+        let targets = sweep_targets(&config.discovery);
+        let addresses = expand(&targets).await;
+        Plan {
+            targets,
+            addresses,
+            credentials: config.credentials_or_default().into(),
+            rules: Arc::new(Rules::for_config(config)),
+        }
+    }
+
+    /// The targets, comma-separated, for a log line.
+    pub fn target_list(&self) -> String {
+        let shown: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
+        shown.join(",")
+    }
+}
+
+/// What a sweep tells as it goes, besides its result.
+#[derive(Default, Clone, Copy)]
+pub struct Progress<'a> {
+    /// Each device as soon as it is known, so that one slow device does not
+    /// hold back the reports of the others.
+    pub found: Option<&'a mpsc::Sender<Vec<Device>>>,
+    /// Called as each address's probe ends (a progress bar).
+    pub probed: Option<&'a (dyn Fn() + Sync)>,
+}
+
+/// Probes every address of the plan; returns the devices that answered, in
+/// address order.
+pub async fn sweep_once(
+    plan: &Plan,
     settings: &DiscoveryConfig,
-    found: Option<&tokio::sync::mpsc::Sender<Vec<Device>>>,
+    progress: Progress<'_>,
     shutdown: &mut Shutdown,
 ) -> Sweep {
     let started = Instant::now();
@@ -129,11 +132,10 @@ pub async fn sweep(
     };
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let mut probes = JoinSet::new();
-    let probed = addresses.len();
-    for addr in addresses {
+    for &addr in &plan.addresses {
         let permits = Arc::clone(&permits);
-        let credentials = Arc::clone(&credentials);
-        let rules = Arc::clone(&rules);
+        let credentials = Arc::clone(&plan.credentials);
+        let rules = Arc::clone(&plan.rules);
         probes.spawn(async move {
             let _permit = permits.acquire_owned().await.ok()?;
             probe(addr, &credentials, &rules, timing).await
@@ -143,19 +145,24 @@ pub async fn sweep(
     let mut interrupted = false;
     loop {
         tokio::select! {
-            next = probes.join_next() => match next {
-                Some(Ok(Some(device))) => {
-                    if let Some(found) = found {
-                        if found.send(vec![device.clone()]).await.is_err() {
-                            interrupted = true;
-                            break;
-                        }
-                    }
-                    devices.push(device);
+            next = probes.join_next() => {
+                let Some(next) = next else { break };
+                if let Some(probed) = progress.probed {
+                    probed();
                 }
-                Some(Ok(None)) => {}
-                Some(Err(e)) => tracing::error!(error = %e, "a discovery probe failed unexpectedly"),
-                None => break,
+                match next {
+                    Ok(Some(device)) => {
+                        if let Some(found) = progress.found {
+                            if found.send(vec![device.clone()]).await.is_err() {
+                                interrupted = true;
+                                break;
+                            }
+                        }
+                        devices.push(device);
+                    }
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(error = %e, "a discovery probe failed unexpectedly"),
+                }
             },
             _ = shutdown.wait() => {
                 probes.abort_all();
@@ -167,7 +174,7 @@ pub async fn sweep(
     devices.sort_by_key(|d| (d.address, d.port));
     Sweep {
         devices,
-        probed,
+        probed: plan.addresses.len(),
         elapsed: started.elapsed(),
         interrupted,
     }
@@ -211,8 +218,9 @@ pub async fn probe(
     None
 }
 
-/// The system group from the probe's answer, and sysUpTime.
-fn system_from(addr: SocketAddr, varbinds: &[(Oid, Value)]) -> Option<(System, Option<u64>)> {
+/// The system group from the answer to a GET of its scalars (the probe), and
+/// sysUpTime; None when the agent has no system group.
+pub fn system_from(addr: SocketAddr, varbinds: &[(Oid, Value)]) -> Option<(System, Option<u64>)> {
     let value = |index: u64| {
         varbinds
             .iter()
@@ -225,7 +233,7 @@ fn system_from(addr: SocketAddr, varbinds: &[(Oid, Value)]) -> Option<(System, O
         tracing::debug!(%addr, "answered without a system group; ignored");
         return None;
     }
-    let text = |i| value(i).and_then(inventory::display_value);
+    let text = |i| value(i).and_then(display_value);
     let system = System {
         sys_descr: text(1),
         sys_object_id: value(2).and_then(Value::as_oid).map(Oid::to_string),
@@ -237,42 +245,24 @@ fn system_from(addr: SocketAddr, varbinds: &[(Oid, Value)]) -> Option<(System, O
     Some((system, value(3).and_then(Value::as_u64)))
 }
 
-/// The id of a device that tells nothing better than its address and port.
-pub fn address_id(addr: SocketAddr) -> String {
-    match addr.ip() {
-        IpAddr::V4(ip) => {
-            let [a, b, c, d] = ip.octets();
-            format!("ip-{a}-{b}-{c}-{d}-{}", addr.port())
-        }
-        IpAddr::V6(ip) => format!("ip6-{}-{}", ip.to_string().replace(':', "_"), addr.port()),
-    }
-}
-
 /// The task: sweeps at start, then every `discovery.interval`, and at once
 /// when a reload changes `[discovery]` or the credentials. Each sweep's devices
 /// go to the poller.
 pub async fn run(
-    mut config: tokio::sync::watch::Receiver<Arc<crate::config::Config>>,
-    sweeps: tokio::sync::mpsc::Sender<Vec<Device>>,
+    mut config: watch::Receiver<Arc<Config>>,
+    sweeps: mpsc::Sender<Vec<Device>>,
     rediscover: Arc<tokio::sync::Notify>,
     mut shutdown: Shutdown,
 ) {
     loop {
         let settings = config.borrow().clone();
-        let targets = sweep_targets(&settings.discovery);
-        let addresses = expand(&targets).await;
-        let credentials: Arc<[Credential]> = settings.credentials_or_default().into();
-        let rules = Arc::new(settings.rules());
-        tracing::info!(targets = %list(&targets), addresses = addresses.len(), "discovery sweep started");
-        let result = sweep(
-            addresses,
-            credentials,
-            rules,
-            &settings.discovery,
-            Some(&sweeps),
-            &mut shutdown,
-        )
-        .await;
+        let plan = Plan::new(&settings).await;
+        tracing::info!(targets = %plan.target_list(), addresses = plan.addresses.len(), "discovery sweep started");
+        let progress = Progress {
+            found: Some(&sweeps),
+            probed: None,
+        };
+        let result = sweep_once(&plan, &settings.discovery, progress, &mut shutdown).await;
         if result.interrupted {
             break;
         }
@@ -301,103 +291,13 @@ pub async fn run(
     tracing::debug!("discovery stopped");
 }
 
-fn list(targets: &[TargetSpec]) -> String {
-    let shown: Vec<String> = targets.iter().map(ToString::to_string).collect();
-    shown.join(",")
-}
-
 /// The configured targets plus, when `lan_subnets` is on, the gateway's own LAN subnets.
 pub fn sweep_targets(settings: &DiscoveryConfig) -> Vec<TargetSpec> {
     let mut targets = settings.targets.clone();
     if settings.lan_subnets {
-        targets.extend(lan_subnets(settings));
+        targets.extend(super::lan::lan_subnets(settings));
     }
     targets
-}
-
-/// An IPv4 address on an interface that is up (loopback left out).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ipv4Interface {
-    pub name: String,
-    pub address: std::net::Ipv4Addr,
-    pub prefix: u8,
-}
-
-impl Ipv4Interface {
-    pub fn network(&self) -> std::net::Ipv4Addr {
-        let mask = if self.prefix == 0 {
-            0
-        } else {
-            u32::MAX << (32 - u32::from(self.prefix))
-        };
-        std::net::Ipv4Addr::from(u32::from(self.address) & mask)
-    }
-}
-
-/// The gateway's IPv4 addresses on interfaces that are up, loopback left out.
-pub fn ipv4_interfaces() -> Result<Vec<Ipv4Interface>, nix::Error> {
-    use nix::net::if_::InterfaceFlags;
-    let mut out = Vec::new();
-    for ifa in nix::ifaddrs::getifaddrs()? {
-        if ifa.flags.contains(InterfaceFlags::IFF_LOOPBACK)
-            || !ifa.flags.contains(InterfaceFlags::IFF_UP)
-        {
-            continue;
-        }
-        let ipv4 = |a: &Option<nix::sys::socket::SockaddrStorage>| {
-            a.as_ref().and_then(|a| a.as_sockaddr_in().map(|s| s.ip()))
-        };
-        let (Some(address), Some(mask)) = (ipv4(&ifa.address), ipv4(&ifa.netmask)) else {
-            continue;
-        };
-        out.push(Ipv4Interface {
-            name: ifa.interface_name.clone(),
-            address,
-            prefix: u32::from(mask).count_ones() as u8,
-        });
-    }
-    Ok(out)
-}
-
-/// The directly attached IPv4 subnets, without loopback, the default-route
-/// (WAN) interface, excluded interfaces, and subnets larger than `max_prefix`.
-pub fn lan_subnets(settings: &DiscoveryConfig) -> Vec<TargetSpec> {
-    let wan = default_route_interfaces();
-    let Ok(interfaces) = ipv4_interfaces() else {
-        tracing::warn!("cannot list network interfaces; sweeping configured targets only");
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for ifa in interfaces {
-        if wan.contains(&ifa.name) || settings.exclude_interfaces.contains(&ifa.name) {
-            continue;
-        }
-        if ifa.prefix < settings.max_prefix {
-            tracing::warn!(interface = %ifa.name, prefix = ifa.prefix, max_prefix = settings.max_prefix, "LAN subnet larger than discovery.max_prefix; not sweeping it");
-            continue;
-        }
-        if let Ok(spec) = format!("{}/{}", ifa.network(), ifa.prefix).parse() {
-            out.push(spec);
-        }
-    }
-    out
-}
-
-/// Interfaces that carry a default route (from /proc/net/route): the WAN side.
-pub fn default_route_interfaces() -> Vec<String> {
-    let Ok(table) = std::fs::read_to_string("/proc/net/route") else {
-        return Vec::new();
-    };
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let iface = fields.next()?;
-            let destination = fields.next()?;
-            (destination == "00000000").then(|| iface.to_string())
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -421,7 +321,10 @@ mod tests {
             (oid!(1, 3, 6, 1, 2, 1, 1, 7, 0), Value::Integer(78)),
         ];
         let (system, uptime) = system_from(addr, &varbinds).expect("device");
-        assert_eq!(address_id(addr), "ip-127-0-1-7-16100");
+        assert_eq!(
+            crate::discover::inventory::address_id(addr),
+            "ip-127-0-1-7-16100"
+        );
         assert_eq!(system.sys_object_id.as_deref(), Some("1.3.6.1.4.1.14988.1"));
         assert_eq!(uptime, Some(4200));
         assert_eq!(system.sys_name, None);

@@ -42,19 +42,20 @@ use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use serde::Serialize;
 use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::bundle::{self, Bundle, CommandKind, Rejection, SetValue, Trust};
+use super::bundle::{self, Bundle, CommandKind, Rejection, Trust};
+use super::journal::{Applied, HistoryEntry, Journal, Kept, RanCommand, State, Store};
+use crate::collect;
 use crate::config::{self, Config, Credential};
-use crate::contract::{Contract, Report};
-use crate::discovery::Device;
-use crate::journal::{Applied, HistoryEntry, Journal, Kept, RanCommand, State, Store};
-use crate::polling;
-use crate::report::LinkState;
+use crate::message::{
+    AckStatus, CommandResult, CommandStatus, ConfigAck, ConfigState, Device, Inbound, LinkState,
+    Report,
+};
+use crate::report::contract::Contract;
 use crate::shutdown::Shutdown;
-use crate::snmp::{Client, Oid, Timing};
+use crate::snmp::{Client, Oid, SetValue, Timing};
 
 /// The test hook: `CPE_AGENT_TEST_KILL_AT=<step>` makes the agent kill
 /// itself with SIGKILL when an apply reaches that step (see [`STEPS`]).
@@ -71,111 +72,13 @@ pub const STEPS: [&str; 7] = [
     "committed",
 ];
 
-/// A message on a subscribed topic, handed over by the reporter.
-#[derive(Debug, Clone)]
-pub struct Inbound {
-    pub topic: String,
-    pub payload: Vec<u8>,
-}
-
-/// Where a push stands, in its acknowledgements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AckStatus {
-    Received,
-    Applying,
-    Applied,
-    Rejected,
-    RolledBack,
-    DryRun,
-}
-
-impl AckStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AckStatus::Received => "received",
-            AckStatus::Applying => "applying",
-            AckStatus::Applied => "applied",
-            AckStatus::Rejected => "rejected",
-            AckStatus::RolledBack => "rolled_back",
-            AckStatus::DryRun => "dry_run",
-        }
-    }
-}
-
-/// One acknowledgement on `{prefix}/config/ack/{version}`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConfigAck {
-    /// None when the message had no readable version.
-    pub version: Option<u64>,
-    pub status: AckStatus,
-    /// A rejection's code (docs/provisioning.md).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    /// The step that failed, for `rolled_back`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub step: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// What a dry run would change.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<Json>,
-}
-
-impl ConfigAck {
-    fn new(version: Option<u64>, status: AckStatus) -> ConfigAck {
-        ConfigAck {
-            version,
-            status,
-            code: None,
-            step: None,
-            reason: None,
-            diff: None,
-        }
-    }
-}
-
-/// The retained `{prefix}/config/state`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ConfigState {
-    /// The applied version (None: only the local file).
-    pub version: Option<u64>,
-    /// "none", "applying", "applied", "rejected", "rolled_back", "dry_run":
-    /// how the last push ended, or that one is under way.
-    pub status: String,
-    pub last_error: Option<String>,
-}
-
-/// How a command ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CommandStatus {
-    Ok,
-    Failed,
-    Rejected,
-}
-
-/// The answer on `{prefix}/cmd/{request_id}/result`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct CommandResult {
-    pub request_id: String,
-    pub command: Option<String>,
-    pub status: CommandStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Json>,
-}
-
 /// What the task needs from the rest of the daemon.
 pub struct Wiring {
     pub config_tx: watch::Sender<Arc<Config>>,
     pub reports: mpsc::Sender<Report>,
     pub inbound: mpsc::Receiver<Inbound>,
     pub link: watch::Receiver<LinkState>,
-    pub polling: mpsc::Sender<polling::Request>,
+    pub polling: mpsc::Sender<collect::Request>,
     pub rediscover: Arc<Notify>,
     /// Fired on SIGHUP.
     pub reload: Arc<Notify>,
@@ -185,7 +88,7 @@ pub struct Wiring {
 /// settings over it. A bundle that no longer fits the file is logged and
 /// left out (the file alone runs), rather than keeping the agent down.
 pub fn startup_config(path: &Path) -> anyhow::Result<Config> {
-    let file = config::load(path)?;
+    let file = crate::discover::load_config(path, None)?;
     let store = Store::new(&file.storage.state_dir);
     let state = match store.state() {
         Ok(state) => state,
@@ -206,14 +109,14 @@ pub fn startup_config(path: &Path) -> anyhow::Result<Config> {
 /// The file with an applied bundle's settings laid over it.
 fn effective(path: &Path, applied: Option<&Applied>) -> Result<Config, String> {
     let Some(applied) = applied else {
-        return config::load(path).map_err(|e| e.to_string());
+        return crate::discover::load_config(path, None).map_err(|e| e.to_string());
     };
     let bundle = decode_applied(applied)?;
     with_bundle(path, &bundle)
 }
 
 fn with_bundle(path: &Path, bundle: &Bundle) -> Result<Config, String> {
-    let mut config = config::load_with_overlay(path, bundle.desired.agent.as_ref())
+    let mut config = crate::discover::load_config(path, bundle.desired.agent.as_ref())
         .map_err(|e| e.to_string())?;
     config.pushed_version = Some(bundle.version);
     Ok(config)
@@ -274,7 +177,7 @@ struct Provisioner {
     config_tx: watch::Sender<Arc<Config>>,
     reports: mpsc::Sender<Report>,
     link: watch::Receiver<LinkState>,
-    polling: mpsc::Sender<polling::Request>,
+    polling: mpsc::Sender<collect::Request>,
     rediscover: Arc<Notify>,
     store: Store,
     state: State,
@@ -347,7 +250,7 @@ impl Provisioner {
             version,
             status: status.as_str().into(),
             reason,
-            at: crate::agent_status::unix_now(),
+            at: crate::report::status_file::unix_now(),
         });
         if let Err(e) = self.store.write_state(&self.state) {
             tracing::error!("{e}");
@@ -364,7 +267,7 @@ impl Provisioner {
                 let new_id = crate::identity::agent_id(new.agent.id.as_deref()).unwrap_or_default();
                 if new_id != self.agent_id {
                     tracing::error!("config reload refused: agent.id cannot change while running (restart the agent); keeping the running config");
-                    crate::agent_status::record_config_reload(Some(
+                    crate::report::status_file::record_config_reload(Some(
                         "agent.id cannot change while running".into(),
                     ));
                     return;
@@ -374,12 +277,12 @@ impl Provisioner {
                     return;
                 }
                 self.config_tx.send_replace(Arc::new(new));
-                crate::agent_status::record_config_reload(None);
+                crate::report::status_file::record_config_reload(None);
                 tracing::info!("config reloaded");
             }
             Err(e) => {
                 tracing::error!("config reload refused: {e}; keeping the running config");
-                crate::agent_status::record_config_reload(Some(e));
+                crate::report::status_file::record_config_reload(Some(e));
             }
         }
     }
@@ -427,7 +330,7 @@ impl Provisioner {
             step: "validated".into(),
             kept: Vec::new(),
             attempted: 0,
-            started_at: crate::agent_status::unix_now(),
+            started_at: crate::report::status_file::unix_now(),
         };
         if let Err(e) = self.store.write_journal(&journal) {
             return self.reject(version, "storage", format!("cannot stage the push: {e}"));
@@ -513,7 +416,7 @@ impl Provisioner {
 
     async fn lookup(&self, device_id: &str) -> Option<Device> {
         let (reply, answer) = oneshot::channel();
-        let request = polling::Request::Lookup {
+        let request = collect::Request::Lookup {
             device_id: device_id.to_string(),
             reply,
         };
@@ -591,13 +494,13 @@ impl Provisioner {
             version: bundle.version,
             key_id: bundle.key_id.clone(),
             bundle: BASE64.encode(&bundle.bytes),
-            applied_at: crate::agent_status::unix_now(),
+            applied_at: crate::report::status_file::unix_now(),
         });
         self.state.record(HistoryEntry {
             version: Some(bundle.version),
             status: AckStatus::Applied.as_str().into(),
             reason: None,
-            at: crate::agent_status::unix_now(),
+            at: crate::report::status_file::unix_now(),
         });
         if let Err(e) = self.store.write_state(&self.state) {
             self.state = previous;
@@ -761,7 +664,7 @@ impl Provisioner {
             tracing::error!("{e}");
             Vec::new()
         });
-        let now_s = crate::agent_status::unix_now();
+        let now_s = crate::report::status_file::unix_now();
         ran.retain(|c| c.not_after >= now_s);
         let ids: Vec<String> = ran.iter().map(|c| c.request_id.clone()).collect();
         let command = match bundle::verify_command(message, request_id, &self.trust(), &ids, now) {
@@ -787,7 +690,9 @@ impl Provisioner {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         });
-        let excess = ran.len().saturating_sub(crate::journal::COMMANDS_LEN);
+        let excess = ran
+            .len()
+            .saturating_sub(crate::provision::journal::COMMANDS_LEN);
         ran.drain(..excess);
         if let Err(e) = self.store.write_commands(&ran) {
             tracing::error!("{e}");
@@ -820,7 +725,7 @@ impl Provisioner {
             }
             CommandKind::PollNow { device } => {
                 let (reply, answer) = oneshot::channel();
-                let request = polling::Request::PollNow {
+                let request = collect::Request::PollNow {
                     device_id: device.clone(),
                     reply,
                 };
@@ -834,13 +739,13 @@ impl Provisioner {
                 Ok(json!({ "polls_started": polls }))
             }
             CommandKind::Diag => {
-                let options = crate::diag::Options {
+                let options = crate::ops::diag::Options {
                     config_path: self.path.clone(),
                     json: true,
                     timeout: Duration::from_secs(20),
                     sweep: false,
                 };
-                Ok(crate::diag::checks_json(&options).await)
+                Ok(crate::ops::diag::checks_json(&options).await)
             }
             CommandKind::RebootDevice { device } => {
                 let found = self

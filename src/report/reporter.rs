@@ -1,7 +1,7 @@
 //! Reporting: every report goes to disk first, then to the broker.
 //!
 //! Store and forward: a report gets its `seq` and is written to the queue
-//! (src/queue.rs) the moment it arrives, whether the broker is reachable or
+//! ([`super::queue`]) the moment it arrives, whether the broker is reachable or
 //! not. While connected, the oldest unacknowledged records are published with
 //! QoS 1, at most [`WINDOW`] at a time, and a record leaves the queue only
 //! when the broker's PUBACK for it arrives. Delivery is therefore in seq
@@ -9,32 +9,29 @@
 //! sent again, so a consumer may see a duplicate (same seq) but never a gap
 //! that the agent did not report.
 //!
-//! rumqttc keeps protocol state (packet ids, keep-alive); this module keeps
-//! the delivery state. On any connection error the rumqttc client and event
+//! rumqttc keeps protocol state (packet ids, keep-alive); [`super::delivery`]
+//! keeps the delivery state, pure, and this task drives it. On any connection error the rumqttc client and event
 //! loop are dropped and built anew after a backoff (exponential, with jitter):
 //! rumqttc's own in-memory retransmission would otherwise race the queue's.
 //! Reports keep flowing into the queue while the broker is away.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use portable_atomic::{AtomicU64, Ordering};
 use tokio::sync::{mpsc, watch};
 
-use crate::agent_status;
-use crate::config::{Config, MqttConfig};
-pub use crate::contract::Report;
-use crate::contract::{
+use super::contract::{
     self, AgentHealth, Contract, DeviceCounts, Message, MqttCounts, QueueHealth, SnmpCounts, Status,
 };
+use super::delivery::{Delivery, Released};
+use super::mqtt::{Happening, Session, Will};
+use super::queue::{Class, Queue, QueueError, QueueOptions};
+use super::status_file::{self, AgentStatus};
+use crate::config::{Config, MqttConfig, ProvisioningConfig};
+use crate::message::{Inbound, LinkState, Report};
 use crate::metrics;
-use crate::mqtt::{Happening, Session, Will};
-use crate::queue::{Class, Queue, QueueOptions};
 use crate::shutdown::Shutdown;
-
-/// Reports that could not be queued (disk failure) or kept (poller far ahead of the reporter).
-pub static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Publishes awaiting their PUBACK at once.
 const WINDOW: usize = 32;
@@ -76,19 +73,10 @@ pub fn open_queue(config: &Config) -> Result<Queue, String> {
     Ok(queue)
 }
 
-/// The broker session as provisioning sees it: which settings it uses,
-/// whether the broker accepted them, and the last error.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LinkState {
-    pub settings: Option<MqttConfig>,
-    pub connected: bool,
-    pub error: Option<String>,
-}
-
 /// What the reporter hands to and tells the rest of the agent.
 pub struct Links {
     /// Messages arriving on the subscribed topics (pushes, commands).
-    pub inbound: mpsc::Sender<crate::provisioning::Inbound>,
+    pub inbound: mpsc::Sender<Inbound>,
     pub state: watch::Sender<LinkState>,
 }
 
@@ -119,15 +107,7 @@ pub async fn run(
 struct Link {
     session: Session,
     connected: bool,
-    /// Publishes handed to rumqttc, in order, waiting for their packet id:
-    /// the seq of a queued record, or None for a status message.
-    awaiting_pkid: VecDeque<Option<u64>>,
-    /// Packet id → queued record awaiting its PUBACK.
-    inflight: HashMap<u16, Option<u64>>,
-    /// The newest seq handed to rumqttc on this link.
-    last_sent: Option<u64>,
-    /// Queued records handed over and not yet acknowledged.
-    outstanding: usize,
+    delivery: Delivery,
 }
 
 struct Reporter {
@@ -135,11 +115,11 @@ struct Reporter {
     config: watch::Receiver<Arc<Config>>,
     mqtt: MqttConfig,
     /// The provisioning settings the subscriptions were made for.
-    provisioning: crate::config::ProvisioningConfig,
+    provisioning: ProvisioningConfig,
     contract: Contract,
     queue: Queue,
     started: SystemTime,
-    devices: std::collections::BTreeSet<String>,
+    devices: BTreeSet<String>,
     link: Option<Link>,
     retry_at: Instant,
     backoff: Duration,
@@ -147,7 +127,7 @@ struct Reporter {
     queue_failing: bool,
     next_agent_health: Instant,
     /// What `cpe-agent diag` reads from the state directory.
-    status: agent_status::AgentStatus,
+    status: AgentStatus,
     next_status_write: Instant,
     links: Links,
 }
@@ -185,7 +165,7 @@ impl Reporter {
             ever_connected: false,
             queue_failing: false,
             next_agent_health: Instant::now(),
-            status: agent_status::AgentStatus::new(),
+            status: AgentStatus::new(),
             next_status_write: Instant::now(),
             links,
         }
@@ -253,10 +233,7 @@ impl Reporter {
         self.link = Some(Link {
             session,
             connected: false,
-            awaiting_pkid: VecDeque::new(),
-            inflight: HashMap::new(),
-            last_sent: None,
-            outstanding: 0,
+            delivery: Delivery::new(WINDOW),
         });
     }
 
@@ -284,20 +261,15 @@ impl Reporter {
                     config_version: contract::config_version(&self.config.borrow()),
                     last_seq: self.queue.stats().next_seq.saturating_sub(1),
                 });
-                publish(link, &birth, None);
+                publish_status(link, &birth);
                 self.pump();
             }
-            Ok(Happening::PublishSent(pkid)) => {
-                if let Some(entry) = link.awaiting_pkid.pop_front() {
-                    link.inflight.insert(pkid, entry);
-                }
-            }
+            Ok(Happening::PublishSent(pkid)) => link.delivery.packet_id(pkid),
             Ok(Happening::Acked(pkid)) => {
-                if let Some(entry) = link.inflight.remove(&pkid) {
+                if let Some(released) = link.delivery.acked(pkid) {
                     metrics::bump(&metrics::MQTT_PUBLISHED);
                     self.status.note_report_acked();
-                    if let Some(seq) = entry {
-                        link.outstanding = link.outstanding.saturating_sub(1);
+                    if let Released::Record(seq) = released {
                         if let Err(e) = self.queue.ack(seq) {
                             tracing::error!(seq, error = %e, "cannot remove a delivered report from the queue; it may be sent again");
                         }
@@ -306,7 +278,7 @@ impl Reporter {
                 self.pump();
             }
             Ok(Happening::Message { topic, payload }) => {
-                let inbound = crate::provisioning::Inbound { topic, payload };
+                let inbound = Inbound { topic, payload };
                 if let Err(e) = self.links.inbound.try_send(inbound) {
                     tracing::error!(topic = %e.into_inner().topic, "a pushed message arrived while provisioning is busy with many others; it was not taken (no acknowledgement will follow: push it again)");
                 }
@@ -324,7 +296,7 @@ impl Reporter {
                 } else {
                     tracing::warn!(error = %e, retry_in = ?pause, "cannot connect to the broker");
                 }
-                agent_status::record_error(format!("broker: {e}"));
+                status_file::record_error(format!("broker: {e}"));
                 // Start the next session from the queue, not from rumqttc's memory.
                 self.link = None;
                 self.retry_at = Instant::now() + pause;
@@ -361,7 +333,7 @@ impl Reporter {
     }
 
     fn housekeeping(&mut self) {
-        crate::systemd::beat(crate::systemd::Loop::Reporting);
+        metrics::beat(metrics::Loop::Reporting);
         if let Err(e) = self.queue.flush_due() {
             tracing::error!(error = %e, "cannot sync the report queue");
         }
@@ -383,7 +355,7 @@ impl Reporter {
             .note_config(contract::config_version(&config), "applied");
         // After note_config, so that a refused reload shows.
         self.status.merge_recorded();
-        if let Err(e) = agent_status::write(&config.storage.state_dir, &self.status) {
+        if let Err(e) = status_file::write(&config.storage.state_dir, &self.status) {
             tracing::warn!(error = %e, "cannot write the status file for diag");
         }
     }
@@ -437,13 +409,13 @@ impl Reporter {
             snmp: SnmpCounts {
                 requests: metrics::get(&metrics::SNMP_REQUESTS),
                 timeouts: metrics::get(&metrics::SNMP_TIMEOUTS),
-                bad_replies: crate::snmp::BAD_REPLIES.load(Ordering::Relaxed),
+                bad_replies: metrics::get(&metrics::BAD_REPLIES),
             },
             mqtt: MqttCounts {
                 connected: self.link.as_ref().is_some_and(|l| l.connected),
                 reconnects: metrics::get(&metrics::MQTT_RECONNECTS),
                 published: metrics::get(&metrics::MQTT_PUBLISHED),
-                dropped: DROPPED.load(Ordering::Relaxed),
+                dropped: metrics::get(&metrics::DROPPED),
             },
         };
         let contract = &self.contract;
@@ -459,7 +431,7 @@ impl Reporter {
         self.pump();
     }
 
-    fn note_queue_result(&mut self, result: Result<(), crate::queue::QueueError>, kind: &str) {
+    fn note_queue_result(&mut self, result: Result<(), QueueError>, kind: &str) {
         match result {
             Ok(()) if self.queue_failing => {
                 self.queue_failing = false;
@@ -467,7 +439,7 @@ impl Reporter {
             }
             Ok(()) => {}
             Err(e) => {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
+                metrics::bump(&metrics::DROPPED);
                 if !self.queue_failing {
                     self.queue_failing = true;
                     tracing::error!(error = %e, kind, "cannot queue reports; already queued ones are kept, new ones are dropped until this is fixed");
@@ -481,11 +453,11 @@ impl Reporter {
         let Some(link) = self.link.as_mut().filter(|l| l.connected) else {
             return;
         };
-        let room = WINDOW.saturating_sub(link.outstanding);
+        let room = link.delivery.room();
         if room == 0 {
             return;
         }
-        let records = match self.queue.peek(link.last_sent, room) {
+        let records = match self.queue.peek(link.delivery.resume_after(), room) {
             Ok(records) => records,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the report queue");
@@ -499,9 +471,7 @@ impl Reporter {
             if handed.is_err() {
                 break;
             }
-            link.awaiting_pkid.push_back(Some(record.seq));
-            link.last_sent = Some(record.seq);
-            link.outstanding += 1;
+            link.delivery.record_handed(record.seq);
         }
     }
 
@@ -514,23 +484,18 @@ impl Reporter {
         let Some(mut link) = self.link.take().filter(|l| l.connected) else {
             return;
         };
-        publish(
+        publish_status(
             &mut link,
             &self.contract.status(&Status::Offline { last_seq }),
-            None,
         );
         link.session.try_disconnect();
         let drained = tokio::time::timeout(GOODBYE_TIMEOUT, async {
             loop {
                 match link.session.next().await {
                     Ok(Happening::DisconnectSent) | Err(_) => break,
-                    Ok(Happening::PublishSent(pkid)) => {
-                        if let Some(entry) = link.awaiting_pkid.pop_front() {
-                            link.inflight.insert(pkid, entry);
-                        }
-                    }
+                    Ok(Happening::PublishSent(pkid)) => link.delivery.packet_id(pkid),
                     Ok(Happening::Acked(pkid)) => {
-                        if let Some(Some(seq)) = link.inflight.remove(&pkid) {
+                        if let Some(Released::Record(seq)) = link.delivery.acked(pkid) {
                             let _ = self.queue.ack(seq);
                         }
                     }
@@ -554,13 +519,14 @@ async fn poll(link: &mut Option<Link>) -> Result<Happening, String> {
     }
 }
 
-fn publish(link: &mut Link, message: &Message, seq: Option<u64>) {
+/// Hands a status message (outside the stream) to the MQTT client.
+fn publish_status(link: &mut Link, message: &Message) {
     let payload = message.payload.to_string().into_bytes();
     match link
         .session
         .try_publish(&message.topic, message.retain, payload)
     {
-        Ok(()) => link.awaiting_pkid.push_back(seq),
+        Ok(()) => link.delivery.status_handed(),
         Err(e) => {
             tracing::warn!(topic = %message.topic, error = %e, "could not hand a status message to the MQTT client")
         }

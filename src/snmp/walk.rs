@@ -40,10 +40,9 @@
 //! call, which may be several datagrams.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 
 use crate::config::SnmpVersion;
-use crate::snmp::{Client, Oid, SnmpError, Value, BAD_REPLIES};
+use crate::snmp::{Client, Oid, SnmpError, Value};
 
 /// error-status tooBig.
 const TOO_BIG: u32 = 1;
@@ -304,7 +303,7 @@ fn request_oid(oid: &Oid) -> Oid {
 
 /// A reply the engine cannot use: counted with the client's bad replies.
 fn bad_reply(what: &str) -> SnmpError {
-    BAD_REPLIES.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::bump(&crate::metrics::BAD_REPLIES);
     SnmpError::BadReply(what.to_owned())
 }
 
@@ -592,6 +591,47 @@ impl<'o> Engine<'o> {
         cursor.found.push((oid, value));
         self.accepted += 1;
     }
+}
+
+/// Rows of a table keyed by index, then column number.
+pub type Rows = BTreeMap<Vec<u64>, BTreeMap<u64, Value>>;
+
+/// Walks a table entry and groups its cells into rows; a device that lacks
+/// the table, or fails part-way, gives what was read. A GETBULK failure
+/// turns `options.use_bulk` off, for this device's walks that follow.
+pub async fn rows(client: &mut Client, entry: &Oid, options: &mut WalkOptions) -> Rows {
+    match walk(client, entry, options).await {
+        Ok(walk) => {
+            if walk.bulk_failed {
+                options.use_bulk = false;
+            }
+            rows_from(entry, walk.varbinds)
+        }
+        Err(e) => {
+            tracing::debug!(addr = %client.addr(), table = %entry, error = %e, "table not read");
+            Rows::new()
+        }
+    }
+}
+
+/// Groups `entry.column.index...` cells into rows (inferred from any column).
+pub fn rows_from(entry: &Oid, varbinds: Vec<(Oid, Value)>) -> Rows {
+    let mut rows = Rows::new();
+    for (oid, value) in varbinds {
+        if value.is_exception() {
+            continue;
+        }
+        let Some([column, index @ ..]) = oid.suffix_after(entry) else {
+            continue;
+        };
+        if index.is_empty() {
+            continue;
+        }
+        rows.entry(index.to_vec())
+            .or_default()
+            .insert(*column, value);
+    }
+    rows
 }
 
 #[cfg(test)]

@@ -17,7 +17,10 @@ use std::fmt;
 use std::sync::OnceLock;
 
 use regex_lite::{Regex, RegexBuilder};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+use crate::config::{Config, ConfigError};
+use crate::message::{kind_names, Classification, EntityFacts, Kind};
 
 /// The rules compiled into the binary.
 const EMBEDDED_RULES: &str = include_str!("rules.toml");
@@ -46,107 +49,6 @@ pub struct Evidence {
     /// Values of the extra scalar OIDs the rules asked for (see
     /// [`Rules::extra_oids`]), by dotted OID.
     pub extra: BTreeMap<String, String>,
-}
-
-/// ENTITY-MIB entPhysicalTable facts of one entity.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-pub struct EntityFacts {
-    pub descr: Option<String>,
-    pub name: Option<String>,
-    pub model: Option<String>,
-    pub mfg: Option<String>,
-    pub serial: Option<String>,
-    pub hardware_rev: Option<String>,
-    pub firmware_rev: Option<String>,
-    pub software_rev: Option<String>,
-}
-
-/// The kinds of device the agent reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// Cable modems, including DOCSIS residential gateways.
-    Modem,
-    DslGateway,
-    Ont,
-    /// IP PBXs and VoIP gateways / ATAs.
-    Pbx,
-    Router,
-    Firewall,
-    Switch,
-    Ap,
-    Ups,
-    Printer,
-    Other,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 11] = [
-        Kind::Modem,
-        Kind::DslGateway,
-        Kind::Ont,
-        Kind::Pbx,
-        Kind::Router,
-        Kind::Firewall,
-        Kind::Switch,
-        Kind::Ap,
-        Kind::Ups,
-        Kind::Printer,
-        Kind::Other,
-    ];
-
-    /// The kebab-case name, as in rules files and reports.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Modem => "modem",
-            Kind::DslGateway => "dsl-gateway",
-            Kind::Ont => "ont",
-            Kind::Pbx => "pbx",
-            Kind::Router => "router",
-            Kind::Firewall => "firewall",
-            Kind::Switch => "switch",
-            Kind::Ap => "ap",
-            Kind::Ups => "ups",
-            Kind::Printer => "printer",
-            Kind::Other => "other",
-        }
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for Kind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Kind, String> {
-        Kind::ALL
-            .into_iter()
-            .find(|k| k.as_str() == s)
-            .ok_or_else(|| format!("unknown kind `{s}`, expected one of {}", kind_names()))
-    }
-}
-
-fn kind_names() -> String {
-    Kind::ALL.map(Kind::as_str).join(", ")
-}
-
-/// The outcome of classifying one device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Classification {
-    pub kind: Kind,
-    pub vendor: Option<String>,
-    pub model: Option<String>,
-    pub firmware: Option<String>,
-    pub serial: Option<String>,
-    /// The id of the rule that decided the kind (e.g. "arris-docsis-modem"),
-    /// or "fallback".
-    pub rule: String,
-    /// Human-readable reasons, for `cpe-agent discover --explain`.
-    pub evidence: Vec<String>,
 }
 
 /// A rules file that cannot be used: where it came from, where in it, and what is wrong.
@@ -294,6 +196,51 @@ impl Rules {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+impl Rules {
+    /// The rules a config asks for: the operator's (if any) before the
+    /// built-in ones. The operator's were checked when the config was
+    /// loaded ([`crate::discover::load_config`]); should they still fail,
+    /// the built-in rules are used and the error is logged.
+    pub fn for_config(config: &Config) -> Rules {
+        let embedded = Rules::embedded();
+        let Some(text) = &config.operator_rules else {
+            return embedded;
+        };
+        match Rules::from_toml(text, &operator_origin(config)) {
+            Ok(operator) => embedded.with_overrides(operator),
+            Err(e) => {
+                tracing::error!(error = %e, "operator rules unusable; using the built-in rules");
+                embedded
+            }
+        }
+    }
+
+    /// Checks the operator's rules a loaded config carries, as a config error
+    /// about the rules file.
+    pub fn check_operator(config: &Config) -> Result<(), ConfigError> {
+        let Some(text) = &config.operator_rules else {
+            return Ok(());
+        };
+        let origin = operator_origin(config);
+        Rules::from_toml(text, &origin)
+            .map(drop)
+            .map_err(|e| ConfigError {
+                file: origin,
+                position: None,
+                key: None,
+                message: e.to_string(),
+            })
+    }
+}
+
+fn operator_origin(config: &Config) -> String {
+    config
+        .discovery
+        .rules_file
+        .as_ref()
+        .map_or_else(|| "rules".to_string(), |p| p.display().to_string())
 }
 
 fn embedded_ref() -> &'static Rules {

@@ -4,14 +4,16 @@
 //! counters when it has interfaces, HOST-RESOURCES when that subtree answered,
 //! DOCSIS levels for cable modems, ADSL-LINE-MIB for DSL gateways, UPS-MIB or
 //! APC PowerNet for UPSs. The arithmetic (rates, reboots, events) is in
-//! [`crate::health`]; this module is the SNMP side only.
+//! [`crate::collect::health`]; this module is the SNMP side only.
 
 use std::collections::BTreeMap;
 
-use crate::health::{Counter, Docsis, DocsisChannel, Dsl, InterfaceReading, Reading, Storage, Ups};
-use crate::inventory::{display_value, rows_from, Inventory, Rows};
+use crate::collect::health::{Counter, InterfaceReading, Reading};
+use crate::message::Inventory;
+use crate::message::{Docsis, DocsisChannel, Dsl, Storage, Ups};
+use crate::snmp::walk::{self, WalkOptions};
+use crate::snmp::{display_value, Rows};
 use crate::snmp::{Client, Oid, SnmpError, Value};
-use crate::walk::{self, WalkOptions};
 
 const SYS_UPTIME: [u64; 9] = [1, 3, 6, 1, 2, 1, 1, 3, 0];
 const IF_ENTRY: [u64; 9] = [1, 3, 6, 1, 2, 1, 2, 2, 1];
@@ -68,20 +70,17 @@ pub async fn read(
     Ok(reading)
 }
 
-async fn table(client: &mut Client, entry: &[u64], options: &mut WalkOptions) -> Rows {
-    let root = Oid::from_arcs(entry);
-    match walk::walk(client, &root, options).await {
-        Ok(walk) => {
-            if walk.bulk_failed {
-                options.use_bulk = false;
-            }
-            rows_from(&root, walk.varbinds)
-        }
-        Err(e) => {
-            tracing::debug!(addr = %client.addr(), table = %root, error = %e, "not read this poll");
-            Rows::new()
-        }
+/// Walk settings for a device's polls: GETNEXT only for devices that
+/// mishandled GETBULK when discovered (and v1 devices, which have none).
+pub fn walk_options(inventory: &Inventory) -> WalkOptions {
+    WalkOptions {
+        use_bulk: inventory.bulk_ok,
+        ..WalkOptions::default()
     }
+}
+
+async fn table(client: &mut Client, entry: &[u64], options: &mut WalkOptions) -> Rows {
+    walk::rows(client, &Oid::from_arcs(entry), options).await
 }
 
 /// A single-column walk as `index → value`, for columns indexed by one number.
@@ -196,7 +195,7 @@ async fn host_resources(client: &mut Client, options: &mut WalkOptions, reading:
         if size == 0 || used > size {
             continue;
         }
-        let used_percent = crate::health::round2(used as f64 * 100.0 / size as f64);
+        let used_percent = crate::collect::health::round2(used as f64 * 100.0 / size as f64);
         if kind == "ram" && reading.memory_percent.is_none() {
             reading.memory_percent = Some(used_percent);
         }
@@ -357,7 +356,8 @@ async fn apc_ups(client: &mut Client) -> Option<Ups> {
         charge_percent: number(1)
             .map(|c| c as f64)
             .or_else(|| number(2).map(|c| c as f64 / 10.0)),
-        runtime_minutes: number(3).map(|ticks| crate::health::round2(ticks as f64 / 6000.0)),
+        runtime_minutes: number(3)
+            .map(|ticks| crate::collect::health::round2(ticks as f64 / 6000.0)),
         on_battery: number(4).map(|status| status == 3),
     })
 }

@@ -6,7 +6,7 @@
 //! LAN interfaces and the default route, the broker (DNS, TCP, TLS, MQTT
 //! CONNECT), each known device over SNMP, optionally a sweep of the LAN, and
 //! the daemon (running, last report, queue, config, recent errors) from the
-//! status file it keeps (see [`crate::agent_status`]).
+//! status file it keeps (see [`crate::report::status_file`]).
 //!
 //! Nothing here can hang: every network step has its own timeout and the
 //! whole run ends by `--timeout`; a check still running then is a FAIL.
@@ -21,10 +21,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::agent_status::{self, AgentStatus, KnownDevice};
-use crate::config::{self, Config, Credential, MqttConfig, SnmpVersion};
+use crate::config::{self, Config, Credential, MqttConfig, SnmpVersion, TargetSet};
+use crate::discover::{self, lan, Plan, Progress};
+use crate::message::{Device, Kind};
+use crate::report::status_file::{self, AgentStatus, KnownDevice};
 use crate::snmp::{Client, Oid, Timing};
-use crate::target::TargetSet;
+use crate::text::clip;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -185,8 +187,8 @@ async fn run_checks(options: &Options, deadline: Instant) -> (Vec<Check>, Vec<St
     ));
     let settings = config.clone().unwrap_or_default();
     checks.push(check_lan(&settings.discovery));
-    checks.push(check_route(&crate::discovery::default_route_interfaces()));
-    let status = agent_status::read(&settings.storage.state_dir);
+    checks.push(check_route(&lan::default_route_interfaces()));
+    let status = status_file::read(&settings.storage.state_dir);
     if let Some(config) = &config {
         let config = Arc::new(config.clone());
         let known = status
@@ -258,7 +260,7 @@ fn step(deadline: Instant) -> Duration {
 // ---------------------------------------------------------------- config
 
 fn check_config(path: &Path) -> (Check, Option<Config>) {
-    match config::load(path) {
+    match crate::discover::load_config(path, None) {
         Ok(config) => (
             Check::pass("config", format!("{} is valid", path.display())),
             Some(config),
@@ -358,8 +360,8 @@ fn rfc3339(unix_s: u64) -> String {
 // ---------------------------------------------------------------- LAN and route
 
 fn check_lan(settings: &config::DiscoveryConfig) -> Check {
-    let wan = crate::discovery::default_route_interfaces();
-    let interfaces: Vec<String> = crate::discovery::ipv4_interfaces()
+    let wan = lan::default_route_interfaces();
+    let interfaces: Vec<String> = lan::ipv4_interfaces()
         .unwrap_or_default()
         .into_iter()
         .map(|ifa| {
@@ -392,7 +394,7 @@ fn check_lan(settings: &config::DiscoveryConfig) -> Check {
             ),
         );
     }
-    let subnets: Vec<String> = crate::discovery::lan_subnets(settings)
+    let subnets: Vec<String> = lan::lan_subnets(settings)
         .iter()
         .map(ToString::to_string)
         .collect();
@@ -807,11 +809,11 @@ async fn check_mqtt_connect(config: &Config, deadline: Instant) -> Check {
     let client_id = format!("{agent_id}-diag");
     let prefix = config.mqtt.topic_prefix.replace("{agent_id}", &agent_id);
     // An empty retained will on a topic of our own: harmless if it fires.
-    let will = crate::mqtt::Will {
+    let will = crate::report::mqtt::Will {
         topic: format!("{prefix}/diag"),
         payload: Vec::new(),
     };
-    let mut session = match crate::mqtt::Session::open(&client_id, &config.mqtt, will, 10) {
+    let mut session = match crate::report::mqtt::Session::open(&client_id, &config.mqtt, will, 10) {
         Ok(s) => s,
         Err(e) => return Check::fail(NAME, e, "fix mqtt.tls.* in the config"),
     };
@@ -820,7 +822,7 @@ async fn check_mqtt_connect(config: &Config, deadline: Instant) -> Check {
     let outcome = tokio::time::timeout(timeout, async {
         loop {
             match session.next().await {
-                Ok(crate::mqtt::Happening::Connected) => return Ok(()),
+                Ok(crate::report::mqtt::Happening::Connected) => return Ok(()),
                 Ok(_) => {}
                 Err(e) => return Err(e),
             }
@@ -859,7 +861,7 @@ async fn check_mqtt_connect(config: &Config, deadline: Instant) -> Check {
         session.try_disconnect();
         let _ = tokio::time::timeout(Duration::from_millis(500), async {
             while let Ok(h) = session.next().await {
-                if h == crate::mqtt::Happening::DisconnectSent {
+                if h == crate::report::mqtt::Happening::DisconnectSent {
                     break;
                 }
             }
@@ -967,7 +969,7 @@ async fn snmp_system(
     })?;
     let descr = varbinds
         .first()
-        .and_then(|(_, v)| crate::inventory::display_value(v))
+        .and_then(|(_, v)| crate::snmp::display_value(v))
         .unwrap_or_else(|| "-".into());
     Ok((started.elapsed(), descr))
 }
@@ -1002,7 +1004,7 @@ async fn check_device(
                         "{addr} answers to {} in {} ms: {}",
                         describe_credential(c),
                         latency.as_millis(),
-                        crate::cli::clip(&descr, 60)
+                        clip(&descr, 60)
                     ),
                 )
             }
@@ -1038,22 +1040,18 @@ async fn check_device(
 // ---------------------------------------------------------------- sweep
 
 async fn check_sweep(config: Arc<Config>, known: Vec<KnownDevice>, show_bar: bool) -> Vec<Check> {
-    use crate::discovery;
-    let targets = discovery::sweep_targets(&config.discovery);
-    let addresses = discovery::expand(&targets).await;
-    if addresses.is_empty() {
+    let plan = Plan::new(&config).await;
+    if plan.addresses.is_empty() {
         return vec![Check::warn(
             "sweep",
             "nothing to sweep: no LAN subnet and no discovery.targets",
             "set discovery.targets, or check the LAN interface",
         )];
     }
-    let credentials: Arc<[Credential]> = config.credentials_or_default().into();
-    let rules = Arc::new(config.rules());
     let (_trigger, mut shutdown) = crate::shutdown::channel();
     let bar = if show_bar {
         let bar = indicatif::ProgressBar::with_draw_target(
-            Some(addresses.len() as u64),
+            Some(plan.addresses.len() as u64),
             indicatif::ProgressDrawTarget::stderr(),
         );
         if let Ok(style) =
@@ -1066,25 +1064,17 @@ async fn check_sweep(config: Arc<Config>, known: Vec<KnownDevice>, show_bar: boo
     } else {
         indicatif::ProgressBar::hidden()
     };
-    // In chunks, so that the bar moves as addresses are done.
-    let chunk = config.discovery.concurrency.max(1);
-    let mut devices = Vec::new();
     let started = Instant::now();
-    for part in addresses.chunks(chunk) {
-        let sweep = discovery::sweep(
-            part.to_vec(),
-            Arc::clone(&credentials),
-            Arc::clone(&rules),
-            &config.discovery,
-            None,
-            &mut shutdown,
-        )
-        .await;
-        devices.extend(sweep.devices);
-        bar.inc(part.len() as u64);
-    }
+    let step = || bar.inc(1);
+    let progress = Progress {
+        found: None,
+        probed: Some(&step),
+    };
+    let devices = discover::sweep_once(&plan, &config.discovery, progress, &mut shutdown)
+        .await
+        .devices;
     bar.finish_and_clear();
-    let is_known = |d: &discovery::Device| {
+    let is_known = |d: &Device| {
         known
             .iter()
             .any(|k| k.id == d.id || k.socket_addr() == d.socket_addr())
@@ -1111,7 +1101,7 @@ async fn check_sweep(config: Arc<Config>, known: Vec<KnownDevice>, show_bar: boo
         .collect();
     let unclassified: Vec<String> = devices
         .iter()
-        .filter(|d| d.inventory.classification.kind == crate::classify::Kind::Other)
+        .filter(|d| d.inventory.classification.kind == Kind::Other)
         .map(|d| d.socket_addr().to_string())
         .collect();
     let list = |v: &[String]| {
@@ -1124,7 +1114,7 @@ async fn check_sweep(config: Arc<Config>, known: Vec<KnownDevice>, show_bar: boo
     let reason = format!(
         "{} device(s) among {} address(es) in {:.1} s; new: {}; lost: {}; unclassified: {}",
         devices.len(),
-        addresses.len(),
+        plan.addresses.len(),
         started.elapsed().as_secs_f64(),
         list(&new),
         list(&lost),
@@ -1167,8 +1157,8 @@ fn daemon_running(state_dir: &Path, deadline: Instant) -> Result<String, String>
             }
         }
     }
-    let pid_path = agent_status::pid_path(state_dir);
-    match agent_status::read_pid_file(state_dir) {
+    let pid_path = status_file::pid_path(state_dir);
+    match status_file::read_pid_file(state_dir) {
         Some(pid) if process_alive(pid) => Ok(format!("running (pid {pid})")),
         Some(pid) => Err(format!(
             "not running (stale pid file {} names pid {pid})",
@@ -1219,7 +1209,7 @@ fn check_daemon(
             return checks;
         }
     };
-    checks.extend(status_checks(status, agent_status::unix_now()));
+    checks.extend(status_checks(status, status_file::unix_now()));
     checks
 }
 
@@ -1304,7 +1294,7 @@ fn status_checks(status: &AgentStatus, now: u64) -> Vec<Check> {
             format!(
                 "{} recent error(s); the last: {}",
                 status.recent_errors.len(),
-                crate::cli::clip(last, 120)
+                clip(last, 120)
             ),
             "read the daemon's log (journalctl -u cpe-agent, or logread)",
         ),

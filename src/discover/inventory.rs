@@ -15,76 +15,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
-use crate::classify::{Classification, EntityFacts, Evidence, Rules};
+use super::classify::{Evidence, Rules};
+use crate::message::{Entity, EntityFacts, Interface, Inventory, IpAddress, System};
 use crate::oid;
-use crate::snmp::{Client, Oid, Value};
-use crate::walk::{self, WalkOptions};
-
-/// One interface, from ifTable and ifXTable.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Interface {
-    pub index: u64,
-    /// ifName, else ifDescr.
-    pub name: Option<String>,
-    pub descr: Option<String>,
-    pub alias: Option<String>,
-    #[serde(rename = "type")]
-    pub if_type: Option<u64>,
-    pub mac: Option<String>,
-    pub mtu: Option<u64>,
-    /// From ifHighSpeed when the device has it (ifSpeed saturates at 4.29 Gbit/s).
-    pub speed_bps: Option<u64>,
-    pub admin_status: Option<String>,
-    pub oper_status: Option<String>,
-    /// True when ifXTable has 64-bit octet counters for this interface.
-    pub hc_counters: bool,
-}
-
-/// One physical entity from ENTITY-MIB.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Entity {
-    pub index: u64,
-    pub class: Option<String>,
-    #[serde(flatten)]
-    pub facts: EntityFacts,
-}
-
-/// An IPv4 address of the device, from ipAddrTable.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct IpAddress {
-    pub address: String,
-    pub if_index: Option<u64>,
-    pub netmask: Option<String>,
-}
-
-/// The system group, as read by the discovery probe.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct System {
-    pub sys_descr: Option<String>,
-    pub sys_object_id: Option<String>,
-    pub sys_name: Option<String>,
-    pub sys_contact: Option<String>,
-    pub sys_location: Option<String>,
-    pub sys_services: Option<u64>,
-}
-
-/// Everything read about a device's make-up.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Inventory {
-    #[serde(flatten)]
-    pub classification: Classification,
-    #[serde(flatten)]
-    pub system: System,
-    pub interfaces: Vec<Interface>,
-    pub entities: Vec<Entity>,
-    pub ip_addresses: Vec<IpAddress>,
-    /// The probe subtrees the device has (e.g. "docsis", "host-resources").
-    pub subtrees: BTreeSet<String>,
-    /// False when the device mishandled GETBULK: later walks use GETNEXT.
-    pub bulk_ok: bool,
-}
+use crate::snmp::walk::{self, Rows};
+use crate::snmp::{display_value, Client, Oid, Value, WalkOptions};
 
 const IF_ENTRY: [u64; 9] = [1, 3, 6, 1, 2, 1, 2, 2, 1];
 const IFX_ENTRY: [u64; 10] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
@@ -100,28 +35,11 @@ pub async fn collect(
 ) -> Inventory {
     let mut options = options.clone();
     let subtrees = probe_subtrees(client, rules).await;
-    let mut evidence = Evidence {
-        sys_object_id: system.sys_object_id.clone(),
-        sys_descr: system.sys_descr.clone(),
-        sys_name: system.sys_name.clone(),
-        sys_services: system.sys_services,
-        subtrees: subtrees.clone(),
-        ..Evidence::default()
-    };
-    evidence.extra = read_extra(client, &rules.extra_oids(&evidence)).await;
-
-    let mut bulk_ok = options.use_bulk;
+    let extra = read_extra(client, &rules.extra_oids(&evidence(&system, &subtrees))).await;
     let entities = if subtrees.contains("entity") {
-        let rows = walk_table(
-            client,
-            &Oid::from_arcs(&ENT_PHYSICAL_ENTRY),
-            &mut options,
-            &mut bulk_ok,
-        )
-        .await;
-        entities_from(&rows)
+        walk::rows(client, &Oid::from_arcs(&ENT_PHYSICAL_ENTRY), &mut options).await
     } else {
-        Vec::new()
+        Rows::new()
     };
     // A device with many interfaces has ~22 ifEntry cells per interface:
     // the walk cap (a guard against endless agents) grows with ifNumber.
@@ -131,64 +49,97 @@ pub async fn collect(
             .saturating_mul(CELLS_PER_INTERFACE)
             .min(MAX_INTERFACE_CELLS),
     );
-    let if_rows = walk_table(
-        client,
-        &Oid::from_arcs(&IF_ENTRY),
-        &mut options,
-        &mut bulk_ok,
-    )
-    .await;
-    let ifx_rows = walk_table(
-        client,
-        &Oid::from_arcs(&IFX_ENTRY),
-        &mut options,
-        &mut bulk_ok,
-    )
-    .await;
-    let interfaces = interfaces_from(&if_rows, &ifx_rows);
-    let ip_rows = walk_table(
-        client,
-        &Oid::from_arcs(&IP_ADDR_ENTRY),
-        &mut options,
-        &mut bulk_ok,
-    )
-    .await;
-    let ip_addresses = ip_addresses_from(&ip_rows);
-
-    evidence.entity = chassis(&entities);
-    let classification = rules.classify(&evidence);
-    Inventory {
-        classification,
-        system,
-        interfaces,
-        entities,
-        ip_addresses,
+    let interfaces = walk::rows(client, &Oid::from_arcs(&IF_ENTRY), &mut options).await;
+    let interfaces_x = walk::rows(client, &Oid::from_arcs(&IFX_ENTRY), &mut options).await;
+    let ip_addresses = walk::rows(client, &Oid::from_arcs(&IP_ADDR_ENTRY), &mut options).await;
+    let read = Read {
         subtrees,
-        bulk_ok,
+        extra,
+        entities,
+        interfaces,
+        interfaces_x,
+        ip_addresses,
+        bulk_ok: options.use_bulk,
+    };
+    assemble(system, read, rules)
+}
+
+/// What the reads of one device returned, before anything is made of it.
+#[derive(Debug, Clone, Default)]
+pub struct Read {
+    /// The probe subtrees that have an object ([`subtrees_from`]).
+    pub subtrees: BTreeSet<String>,
+    /// The vendor scalars the rules asked for, as text, by dotted OID.
+    pub extra: BTreeMap<String, String>,
+    pub entities: Rows,
+    pub interfaces: Rows,
+    pub interfaces_x: Rows,
+    pub ip_addresses: Rows,
+    pub bulk_ok: bool,
+}
+
+/// The classification evidence of the system group and the probe subtrees:
+/// what decides which vendor scalars to read ([`Rules::extra_oids`]).
+pub fn evidence(system: &System, subtrees: &BTreeSet<String>) -> Evidence {
+    Evidence {
+        sys_object_id: system.sys_object_id.clone(),
+        sys_descr: system.sys_descr.clone(),
+        sys_name: system.sys_name.clone(),
+        sys_services: system.sys_services,
+        subtrees: subtrees.clone(),
+        ..Evidence::default()
     }
 }
 
-/// Which probe subtrees have at least one object: GETNEXT on each root.
-async fn probe_subtrees(client: &mut Client, rules: &Rules) -> BTreeSet<String> {
-    let probes: Vec<(String, Oid)> = rules
+/// The inventory made of what was read, classified. Pure, so that it is
+/// tested and fuzzed without a device.
+pub fn assemble(system: System, read: Read, rules: &Rules) -> Inventory {
+    let entities = entities_from(&read.entities);
+    let mut evidence = evidence(&system, &read.subtrees);
+    evidence.extra = read.extra;
+    evidence.entity = chassis(&entities);
+    Inventory {
+        classification: rules.classify(&evidence),
+        system,
+        interfaces: interfaces_from(&read.interfaces, &read.interfaces_x),
+        entities,
+        ip_addresses: ip_addresses_from(&read.ip_addresses),
+        subtrees: read.subtrees,
+        bulk_ok: read.bulk_ok,
+    }
+}
+
+/// The rules' probe subtrees that can be asked about: name and root.
+pub fn probe_roots(rules: &Rules) -> Vec<(String, Oid)> {
+    rules
         .probes()
         .iter()
         .filter_map(|(name, root)| root.parse().ok().map(|oid| (name.clone(), oid)))
-        .collect();
-    let roots: Vec<Oid> = probes.iter().map(|(_, root)| root.clone()).collect();
-    let answers = match client.get_next_many(&roots).await {
-        Ok(answers) => answers,
-        Err(e) => {
-            tracing::debug!(addr = %client.addr(), error = %e, "subtree probe failed");
-            return BTreeSet::new();
-        }
-    };
+        .collect()
+}
+
+/// Which probe subtrees have at least one object, from the answers to one
+/// GETNEXT per root (in the same order).
+pub fn subtrees_from(probes: &[(String, Oid)], answers: &[(Oid, Value)]) -> BTreeSet<String> {
     probes
         .iter()
         .zip(answers)
         .filter(|((_, root), (next, value))| next.starts_with(root) && !value.is_exception())
         .map(|((name, _), _)| name.clone())
         .collect()
+}
+
+/// Which probe subtrees have at least one object: GETNEXT on each root.
+async fn probe_subtrees(client: &mut Client, rules: &Rules) -> BTreeSet<String> {
+    let probes = probe_roots(rules);
+    let roots: Vec<Oid> = probes.iter().map(|(_, root)| root.clone()).collect();
+    match client.get_next_many(&roots).await {
+        Ok(answers) => subtrees_from(&probes, &answers),
+        Err(e) => {
+            tracing::debug!(addr = %client.addr(), error = %e, "subtree probe failed");
+            BTreeSet::new()
+        }
+    }
 }
 
 /// ifEntry has 22 columns, ifXEntry 19.
@@ -227,76 +178,12 @@ async fn read_extra(client: &mut Client, oids: &[String]) -> BTreeMap<String, St
     }
 }
 
-/// Rows of a table keyed by index, then column number.
-pub type Rows = BTreeMap<Vec<u64>, BTreeMap<u64, Value>>;
-
-/// Walks a table entry and groups the cells into rows; a device that lacks
-/// the table, or fails part-way, gives what was read.
-pub async fn walk_table(
-    client: &mut Client,
-    entry: &Oid,
-    options: &mut WalkOptions,
-    bulk_ok: &mut bool,
-) -> Rows {
-    match walk::walk(client, entry, options).await {
-        Ok(walk) => {
-            if walk.bulk_failed {
-                *bulk_ok = false;
-                options.use_bulk = false;
-            }
-            rows_from(entry, walk.varbinds)
-        }
-        Err(e) => {
-            tracing::debug!(addr = %client.addr(), table = %entry, error = %e, "table not read");
-            Rows::new()
-        }
-    }
-}
-
-/// Groups `entry.column.index...` cells into rows (inferred from any column).
-pub fn rows_from(entry: &Oid, varbinds: Vec<(Oid, Value)>) -> Rows {
-    let mut rows = Rows::new();
-    for (oid, value) in varbinds {
-        if value.is_exception() {
-            continue;
-        }
-        let Some([column, index @ ..]) = oid.suffix_after(entry) else {
-            continue;
-        };
-        if index.is_empty() {
-            continue;
-        }
-        rows.entry(index.to_vec())
-            .or_default()
-            .insert(*column, value);
-    }
-    rows
-}
-
 fn text(row: &BTreeMap<u64, Value>, column: u64) -> Option<String> {
     row.get(&column).and_then(display_value)
 }
 
 fn number(row: &BTreeMap<u64, Value>, column: u64) -> Option<u64> {
     row.get(&column).and_then(Value::as_u64)
-}
-
-/// A value as reportable text; `<private>` placeholders and empty strings are absent.
-pub fn display_value(value: &Value) -> Option<String> {
-    let text = match value {
-        // Some agents pad fixed-size fields with NULs: the value ends at the first one.
-        Value::OctetString(bytes) => {
-            let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-            Value::OctetString(bytes[..end].to_vec()).as_text()?
-        }
-        Value::Integer(n) => n.to_string(),
-        Value::ObjectId(oid) => oid.to_string(),
-        other => other.as_u64()?.to_string(),
-    };
-    let printable = text
-        .chars()
-        .all(|c| !c.is_control() || c == '\n' || c == '\t');
-    (!text.is_empty() && text != "<private>" && printable).then_some(text)
 }
 
 fn status(code: Option<u64>) -> Option<String> {
@@ -482,7 +369,20 @@ pub fn device_id(inventory: &Inventory, addr: std::net::SocketAddr) -> String {
     if let Some(mac) = base_mac {
         return format!("mac-{}", mac.replace(':', ""));
     }
-    crate::discovery::address_id(addr)
+    address_id(addr)
+}
+
+/// The id of a device that tells nothing better than its address and port.
+pub(crate) fn address_id(addr: std::net::SocketAddr) -> String {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => {
+            let [a, b, c, d] = ip.octets();
+            format!("ip-{a}-{b}-{c}-{d}-{}", addr.port())
+        }
+        std::net::IpAddr::V6(ip) => {
+            format!("ip6-{}-{}", ip.to_string().replace(':', "_"), addr.port())
+        }
+    }
 }
 
 /// Keeps the characters a topic level and a log line can carry safely.
@@ -525,6 +425,7 @@ pub fn sys_uptime_oid() -> Oid {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snmp::walk::rows_from;
 
     fn cell(entry: &[u64], column: u64, index: u64, value: Value) -> (Oid, Value) {
         (Oid::from_arcs(entry).child(&[column, index]), value)

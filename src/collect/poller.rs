@@ -15,105 +15,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
+use super::health::{self, Change, Reading};
+use super::reading;
 use crate::config::Config;
-use crate::discovery::Device;
-use crate::health::{self, Body, Change, Reading};
-use crate::report::Report;
+use crate::message::{Body, Device, DeviceEvent, HealthSample, Report, ThresholdChange};
 use crate::shutdown::Shutdown;
 use crate::snmp::{Client, Timing};
-
-/// One device's health at one poll.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct HealthSample {
-    pub device_id: String,
-    pub reachable: bool,
-    /// Round-trip time of the poll's first request (sysUpTime), when it was answered.
-    pub latency_ms: Option<f64>,
-    /// sysUpTime in seconds.
-    pub uptime_s: Option<f64>,
-    /// Polls missed in a row.
-    pub missed_polls: u32,
-    #[serde(flatten)]
-    pub body: Body,
-}
-
-/// A change worth telling the NOC about as it happens.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum DeviceEvent {
-    Found {
-        device_id: String,
-        address: String,
-    },
-    Lost {
-        device_id: String,
-        missed_polls: u32,
-    },
-    Rebooted {
-        device_id: String,
-        uptime_s: f64,
-    },
-    InterfaceUp {
-        device_id: String,
-        if_index: u64,
-        name: Option<String>,
-    },
-    InterfaceDown {
-        device_id: String,
-        if_index: u64,
-        name: Option<String>,
-    },
-    ThresholdCrossed {
-        device_id: String,
-        #[serde(flatten)]
-        threshold: ThresholdChange,
-    },
-    ThresholdCleared {
-        device_id: String,
-        #[serde(flatten)]
-        threshold: ThresholdChange,
-    },
-}
-
-/// Which limit a value crossed, for the threshold events.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ThresholdChange {
-    pub metric: String,
-    /// The interface or channel it is about, when the device has several.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    pub value: f64,
-    pub limit: f64,
-}
-
-impl From<&health::Breach> for ThresholdChange {
-    fn from(breach: &health::Breach) -> ThresholdChange {
-        ThresholdChange {
-            metric: breach.metric.to_string(),
-            subject: breach.subject.clone(),
-            value: breach.value,
-            limit: breach.limit,
-        }
-    }
-}
-
-impl DeviceEvent {
-    pub fn device_id(&self) -> &str {
-        match self {
-            DeviceEvent::Found { device_id, .. }
-            | DeviceEvent::Lost { device_id, .. }
-            | DeviceEvent::Rebooted { device_id, .. }
-            | DeviceEvent::InterfaceUp { device_id, .. }
-            | DeviceEvent::InterfaceDown { device_id, .. }
-            | DeviceEvent::ThresholdCrossed { device_id, .. }
-            | DeviceEvent::ThresholdCleared { device_id, .. } => device_id,
-        }
-    }
-}
 
 /// What other tasks may ask of the poller (provisioning, remote commands).
 #[derive(Debug)]
@@ -147,7 +57,7 @@ pub async fn run(
     let permits = Arc::new(Semaphore::new(config.borrow().discovery.concurrency.max(1)));
     let mut known: BTreeMap<String, Known> = BTreeMap::new();
     let mut tasks = JoinSet::new();
-    let mut beats = tokio::time::interval(crate::systemd::BEAT_EVERY);
+    let mut beats = tokio::time::interval(crate::metrics::BEAT_EVERY);
     let hang_at = test_hang_at();
     loop {
         tokio::select! {
@@ -157,7 +67,7 @@ pub async fn run(
                     tracing::warn!("test hook: the poll loop hangs now");
                     std::future::pending::<()>().await;
                 }
-                crate::systemd::beat(crate::systemd::Loop::Polling);
+                crate::metrics::beat(crate::metrics::Loop::Polling);
             }
             Some(request) = requests.recv() => answer(&known, request),
             sweep = sweeps.recv() => {
@@ -246,7 +156,7 @@ struct DevicePoller {
     client: Option<Client>,
     last: Option<(Instant, Reading)>,
     /// Limits currently crossed, so that each crossing is told once.
-    breached: BTreeMap<(&'static str, Option<String>), health::Breach>,
+    breached: health::Crossed,
     missed: u32,
     lost: bool,
 }
@@ -267,7 +177,7 @@ impl DevicePoller {
             poll_now,
             client: None,
             last: None,
-            breached: BTreeMap::new(),
+            breached: health::Crossed::default(),
             missed: 0,
             lost: false,
         }
@@ -341,13 +251,13 @@ impl DevicePoller {
         let Ok(_permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return;
         };
-        let mut options = device.walk_options();
+        let mut options = reading::walk_options(&device.inventory);
         let Some(client) = self.client(&device) else {
             return;
         };
         let reading = tokio::time::timeout(
             budget,
-            crate::reading::read(client, &device.inventory, &mut options),
+            reading::read(client, &device.inventory, &mut options),
         )
         .await;
         match reading {
@@ -391,7 +301,9 @@ impl DevicePoller {
             send(&self.reports, Report::Event(event(&device.id, change)));
         }
         let limits = self.config.borrow().thresholds.clone();
-        self.threshold_events(&device.id, health::breaches(&body, &limits));
+        for change in self.breached.update(health::breaches(&body, &limits)) {
+            send(&self.reports, Report::Event(event(&device.id, change)));
+        }
         send(
             &self.reports,
             Report::Health(HealthSample {
@@ -406,37 +318,6 @@ impl DevicePoller {
             }),
         );
         self.last = Some((now, reading));
-    }
-
-    /// Tells new crossings and the ones that ended since the last poll.
-    fn threshold_events(&mut self, device_id: &str, now: Vec<health::Breach>) {
-        let now: BTreeMap<_, _> = now.into_iter().map(|b| (b.key(), b)).collect();
-        let device_id = device_id.to_string();
-        for (key, breach) in &now {
-            if !self.breached.contains_key(key) {
-                let threshold = ThresholdChange::from(breach);
-                send(
-                    &self.reports,
-                    Report::Event(DeviceEvent::ThresholdCrossed {
-                        device_id: device_id.clone(),
-                        threshold,
-                    }),
-                );
-            }
-        }
-        for (key, old) in &self.breached {
-            if !now.contains_key(key) {
-                let threshold = ThresholdChange::from(old);
-                send(
-                    &self.reports,
-                    Report::Event(DeviceEvent::ThresholdCleared {
-                        device_id: device_id.clone(),
-                        threshold,
-                    }),
-                );
-            }
-        }
-        self.breached = now;
     }
 
     fn missed(&mut self, device: &Device) {
@@ -487,6 +368,14 @@ fn event(device_id: &str, change: Change) -> DeviceEvent {
             if_index: index,
             name,
         },
+        Change::ThresholdCrossed(breach) => DeviceEvent::ThresholdCrossed {
+            device_id,
+            threshold: ThresholdChange::from(&breach),
+        },
+        Change::ThresholdCleared(breach) => DeviceEvent::ThresholdCleared {
+            device_id,
+            threshold: ThresholdChange::from(&breach),
+        },
     }
 }
 
@@ -494,7 +383,7 @@ fn event(device_id: &str, change: Change) -> DeviceEvent {
 /// and counted rather than stalling the poll loop.
 fn send(reports: &mpsc::Sender<Report>, report: Report) {
     if let Err(mpsc::error::TrySendError::Full(report)) = reports.try_send(report) {
-        crate::report::DROPPED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::metrics::bump(&crate::metrics::DROPPED);
         tracing::warn!(kind = report.kind(), "reporter is behind; report dropped");
     }
 }

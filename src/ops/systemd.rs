@@ -16,55 +16,13 @@
 //! is off and costs nothing.
 
 use std::os::unix::net::UnixDatagram;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use portable_atomic::{AtomicU64, Ordering};
 use tokio::sync::watch;
 
-use crate::report::LinkState;
+use crate::message::LinkState;
+use crate::metrics::{silent_loops, BEAT_EVERY};
 use crate::shutdown::Shutdown;
-
-/// How often each watched loop beats, at least.
-pub const BEAT_EVERY: Duration = Duration::from_secs(1);
-
-/// The loops whose progress the watchdog requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Loop {
-    Polling,
-    Reporting,
-}
-
-const LOOPS: [Loop; 2] = [Loop::Polling, Loop::Reporting];
-
-/// Milliseconds since [`epoch`] of each loop's last beat (0: never).
-static BEATS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
-
-fn epoch() -> Instant {
-    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Records that `which` loop went round.
-pub fn beat(which: Loop) {
-    BEATS[which as usize].store(now_ms().max(1), Ordering::Relaxed);
-}
-
-/// The loops that have not beaten within `limit` (or never).
-pub fn silent_loops(limit: Duration) -> Vec<Loop> {
-    let now = now_ms();
-    let limit = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
-    LOOPS
-        .into_iter()
-        .filter(|l| {
-            let last = BEATS[*l as usize].load(Ordering::Relaxed);
-            last == 0 || now.saturating_sub(last) > limit
-        })
-        .collect()
-}
 
 /// A connection to the service manager, when there is one.
 pub struct Notifier {
@@ -186,16 +144,6 @@ pub async fn run(notifier: Notifier, mut link: watch::Receiver<LinkState>, mut s
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_loop_that_never_beat_or_fell_silent_is_reported() {
-        beat(Loop::Reporting);
-        let silent = silent_loops(Duration::from_secs(60));
-        assert!(silent.contains(&Loop::Polling) || BEATS[0].load(Ordering::Relaxed) > 0);
-        assert!(!silent.contains(&Loop::Reporting));
-        beat(Loop::Polling);
-        assert!(silent_loops(Duration::from_secs(60)).is_empty());
-    }
 
     #[test]
     fn notifications_reach_the_socket() {

@@ -17,12 +17,14 @@
 //! The applied bundle may hold secrets (pushed credentials), so the
 //! directory is 0700 and the files 0600.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::files;
 
 /// The directory inside the state directory.
 pub const DIR: &str = "provisioning";
@@ -163,7 +165,7 @@ impl Store {
     /// Ends the journal: the push is committed or undone.
     pub fn remove_journal(&self) -> Result<(), String> {
         match fs::remove_file(self.dir.join(JOURNAL_FILE)) {
-            Ok(()) => sync_dir(&self.dir).map_err(|e| self.error("sync", &e)),
+            Ok(()) => files::sync_dir(&self.dir).map_err(|e| self.error("sync", &e)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.error("remove the journal in", &e)),
         }
@@ -199,20 +201,9 @@ impl Store {
             .mode(0o700)
             .create(&self.dir)
             .map_err(|e| self.error("create", &e))?;
-        let temp = self.dir.join(format!("{name}.tmp"));
-        let write = || -> io::Result<()> {
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&temp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            fs::rename(&temp, self.dir.join(name))?;
-            sync_dir(&self.dir)
-        };
-        write().map_err(|e| self.error(&format!("write {name} in"), &e))
+        files::replace(&self.dir.join(name), 0o600, |file| file.write_all(&bytes))
+            .and_then(|()| files::sync_dir(&self.dir))
+            .map_err(|e| self.error(&format!("write {name} in"), &e))
     }
 
     fn error(&self, what: &str, e: &io::Error) -> String {
@@ -221,10 +212,6 @@ impl Store {
             self.dir.display()
         )
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -13,9 +13,10 @@
 //! - a rate above the interface's speed (plus 10 % slack) is a counter glitch
 //!   and is dropped.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Serialize;
+use crate::message::{Body, Docsis, Dsl, InterfaceHealth, Storage, ThresholdChange, Ups};
 
 /// TimeTicks and Counter32 wrap at 2^32.
 const WRAP_32: u64 = 1 << 32;
@@ -118,54 +119,6 @@ pub struct InterfaceReading {
     pub out_discards: Option<Counter>,
 }
 
-/// One storage area (RAM, disk, flash) from hrStorageTable.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Storage {
-    pub name: String,
-    /// "ram", "virtual-memory", "disk", "flash", "other".
-    pub kind: String,
-    pub used_percent: f64,
-    pub size_bytes: u64,
-}
-
-/// DOCSIS line quality of a cable modem.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Docsis {
-    pub downstream: Vec<DocsisChannel>,
-    pub upstream: Vec<DocsisChannel>,
-    /// Codeword error ratio over the poll interval, across all downstreams.
-    pub uncorrectable_ratio: Option<f64>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DocsisChannel {
-    pub channel: u64,
-    pub power_dbmv: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub snr_db: Option<f64>,
-}
-
-/// DSL line quality of a DSL gateway.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Dsl {
-    pub down_kbps: Option<f64>,
-    pub up_kbps: Option<f64>,
-    pub down_snr_margin_db: Option<f64>,
-    pub up_snr_margin_db: Option<f64>,
-    pub down_attenuation_db: Option<f64>,
-    pub up_attenuation_db: Option<f64>,
-}
-
-/// A UPS's battery.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Ups {
-    /// "normal", "low", "depleted", "unknown".
-    pub battery_status: Option<String>,
-    pub charge_percent: Option<f64>,
-    pub runtime_minutes: Option<f64>,
-    pub on_battery: Option<bool>,
-}
-
 /// Everything one poll read from a device.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Reading {
@@ -183,47 +136,24 @@ pub struct Reading {
     pub ups: Option<Ups>,
 }
 
-/// One interface's health at one poll.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InterfaceHealth {
-    pub index: u64,
-    pub name: Option<String>,
-    pub admin_status: Option<&'static str>,
-    pub oper_status: Option<&'static str>,
-    pub in_bps: Option<f64>,
-    pub out_bps: Option<f64>,
-    pub in_errors_per_s: Option<f64>,
-    pub out_errors_per_s: Option<f64>,
-    pub in_discards_per_s: Option<f64>,
-    pub out_discards_per_s: Option<f64>,
-}
-
-/// The measured part of a health sample.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Body {
-    pub rebooted: bool,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub interfaces: Vec<InterfaceHealth>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cpu_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub memory_percent: Option<f64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub storage: Vec<Storage>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub docsis: Option<Docsis>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dsl: Option<Dsl>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ups: Option<Ups>,
-}
-
 /// Something that changed between two polls.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
-    Rebooted { uptime_ticks: u64 },
-    InterfaceUp { index: u64, name: Option<String> },
-    InterfaceDown { index: u64, name: Option<String> },
+    Rebooted {
+        uptime_ticks: u64,
+    },
+    InterfaceUp {
+        index: u64,
+        name: Option<String>,
+    },
+    InterfaceDown {
+        index: u64,
+        name: Option<String>,
+    },
+    /// A value went outside its limit (told once, until it clears).
+    ThresholdCrossed(Breach),
+    /// A value that was outside its limit is back inside.
+    ThresholdCleared(Breach),
 }
 
 /// Compares a poll with the one before (`elapsed` earlier): rates, reboot, changes.
@@ -357,6 +287,31 @@ impl Breach {
     }
 }
 
+/// The limits a device has crossed and not yet cleared, so that each
+/// crossing is told once: the poller keeps one per device.
+#[derive(Debug, Default)]
+pub struct Crossed(BTreeMap<(&'static str, Option<String>), Breach>);
+
+impl Crossed {
+    /// Takes this poll's breaches; returns the crossings that began (in key
+    /// order), then the ones that ended.
+    pub fn update(&mut self, now: Vec<Breach>) -> Vec<Change> {
+        let now: BTreeMap<_, _> = now.into_iter().map(|b| (b.key(), b)).collect();
+        let began = now
+            .iter()
+            .filter(|(key, _)| !self.0.contains_key(*key))
+            .map(|(_, b)| Change::ThresholdCrossed(b.clone()));
+        let ended = self
+            .0
+            .iter()
+            .filter(|(key, _)| !now.contains_key(*key))
+            .map(|(_, b)| Change::ThresholdCleared(b.clone()));
+        let changes = began.chain(ended).collect();
+        self.0 = now;
+        changes
+    }
+}
+
 /// Every value of `body` outside its limit in `limits`.
 pub fn breaches(body: &Body, limits: &crate::config::Thresholds) -> Vec<Breach> {
     let mut out = Vec::new();
@@ -452,9 +407,21 @@ pub fn breaches(body: &Body, limits: &crate::config::Thresholds) -> Vec<Breach> 
     out
 }
 
+impl From<&Breach> for ThresholdChange {
+    fn from(breach: &Breach) -> ThresholdChange {
+        ThresholdChange {
+            metric: breach.metric.to_string(),
+            subject: breach.subject.clone(),
+            value: breach.value,
+            limit: breach.limit,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::DocsisChannel;
 
     #[test]
     fn an_absurd_uptime_saturates_instead_of_overflowing() {

@@ -33,7 +33,7 @@ pub struct KnownDevice {
 }
 
 impl KnownDevice {
-    pub fn from_device(device: &crate::discovery::Device) -> KnownDevice {
+    pub fn from_device(device: &crate::message::Device) -> KnownDevice {
         KnownDevice {
             id: device.id.clone(),
             address: device.address,
@@ -88,12 +88,12 @@ impl AgentStatus {
     }
 
     /// Replaces the known devices with a sweep's.
-    pub fn set_devices(&mut self, devices: &[crate::discovery::Device]) {
+    pub fn set_devices(&mut self, devices: &[crate::message::Device]) {
         self.known_devices = devices.iter().map(KnownDevice::from_device).collect();
     }
 
     /// Adds or updates one device (on each inventory report).
-    pub fn upsert_device(&mut self, device: &crate::discovery::Device) {
+    pub fn upsert_device(&mut self, device: &crate::message::Device) {
         let known = KnownDevice::from_device(device);
         match self.known_devices.iter_mut().find(|d| d.id == known.id) {
             Some(slot) => *slot = known,
@@ -112,7 +112,7 @@ impl AgentStatus {
     }
 
     /// The queue's depth and the age of its oldest record.
-    pub fn note_queue(&mut self, stats: &crate::queue::Stats) {
+    pub fn note_queue(&mut self, stats: &crate::report::queue::Stats) {
         self.queue_records = stats.records as u64;
         let now_ms = unix_now().saturating_mul(1000);
         self.queue_oldest_age_s = stats
@@ -230,23 +230,10 @@ pub fn read_pid_file(state_dir: &Path) -> Option<u32> {
 }
 
 fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = std::fs::File::create(&temp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
     }
-    result
+    crate::files::replace(path, 0o666, |file| file.write_all(contents))
 }
 
 #[cfg(test)]
@@ -264,7 +251,7 @@ mod tests {
         assert_eq!(status.recent_errors[0], "error 5");
         status.note_report_acked();
         assert!(status.last_report_at.is_some());
-        status.note_queue(&crate::queue::Stats {
+        status.note_queue(&crate::report::queue::Stats {
             records: 3,
             bytes: 100,
             oldest_enqueued_at_ms: Some(unix_now().saturating_sub(60) * 1000),

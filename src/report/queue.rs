@@ -113,6 +113,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::{FsyncSetting, StorageConfig};
+use crate::files;
 
 /// What a record is, which decides what may be dropped when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -814,7 +815,7 @@ impl Queue {
                 .open(&path)?;
             let written = Self::write_through(fault, &mut f, SEGMENT_MAGIC)
                 .and_then(|()| f.sync_data())
-                .and_then(|()| sync_dir(&self.dir));
+                .and_then(|()| files::sync_dir(&self.dir));
             if let Err(e) = written {
                 let _ = fs::remove_file(&path);
                 return Err(e);
@@ -990,17 +991,12 @@ impl Queue {
             self.dropped_health
         );
         let text = format!("{text}crc32 {:08x}\n", crc32fast::hash(text.as_bytes()));
-        let tmp = self.dir.join(STATE_TMP);
         let fault = self.fault;
-        let written = (|| {
-            let mut f = File::create(&tmp)?;
-            Self::write_through(fault, &mut f, text.as_bytes())?;
-            f.sync_all()?;
-            fs::rename(&tmp, self.dir.join(STATE_FILE))?;
-            sync_dir(&self.dir)
-        })();
+        let written = files::replace(&self.dir.join(STATE_FILE), 0o666, |f| {
+            Self::write_through(fault, f, text.as_bytes())
+        })
+        .and_then(|()| files::sync_dir(&self.dir));
         if let Err(cause) = written {
-            let _ = fs::remove_file(&tmp);
             return Err(io_err(
                 &self.dir,
                 "write",
@@ -1508,10 +1504,6 @@ fn io_err(dir: &Path, action: &'static str, path: &Path, cause: io::Error) -> Qu
             cause,
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn now_ms() -> u64 {

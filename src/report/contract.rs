@@ -20,37 +20,7 @@ use serde::Serialize;
 use serde_json::{json, Value as Json};
 
 use crate::config::MqttConfig;
-use crate::discovery::Device;
-use crate::polling::{DeviceEvent, HealthSample};
-use crate::provisioning::{CommandResult, ConfigAck, ConfigState};
-
-/// One thing to report: about a device, or about provisioning.
-#[derive(Debug, Clone)]
-pub enum Report {
-    Inventory(Device),
-    Lost(Device),
-    Health(HealthSample),
-    Event(DeviceEvent),
-    /// A per-push acknowledgement.
-    ConfigAck(ConfigAck),
-    /// The provisioning state (retained).
-    ConfigState(ConfigState),
-    /// The result of a remote command.
-    CommandResult(CommandResult),
-}
-
-impl Report {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Report::Inventory(_) | Report::Lost(_) => "inventory",
-            Report::Health(_) => "health",
-            Report::Event(_) => "event",
-            Report::ConfigAck(_) => "config-ack",
-            Report::ConfigState(_) => "config-state",
-            Report::CommandResult(_) => "command-result",
-        }
-    }
-}
+use crate::message::Report;
 
 /// One MQTT message.
 #[derive(Debug, Clone, PartialEq)]
@@ -239,79 +209,34 @@ impl Contract {
         }
     }
 
-    /// A device report, with its place `seq` in the agent's stream.
+    /// A report as the message to publish, with its place `seq` in the
+    /// agent's stream: topic and retain from [`Contract::placement`], the
+    /// payload in its schema's envelope.
     pub fn report(&self, report: &Report, seq: u64) -> Message {
-        match report {
+        let (schema, device_id, body) = match report {
             Report::Inventory(device) | Report::Lost(device) => {
                 let state = if matches!(report, Report::Lost(_)) {
                     "lost"
                 } else {
                     "present"
                 };
-                let mut body = serde_json::to_value(device).unwrap_or_default();
+                let mut body = to_json(device);
                 body["state"] = json!(state);
                 if let Json::Object(map) = &mut body {
                     map.remove("id");
                 }
-                Message {
-                    topic: self.device_topic(&device.id, "inventory"),
-                    payload: self.envelope(
-                        "cpe-agent/inventory/1",
-                        Some(&device.id),
-                        Some(seq),
-                        body,
-                    ),
-                    retain: true,
-                }
+                ("cpe-agent/inventory/1", Some(device.id.as_str()), body)
             }
-            Report::Health(sample) => Message {
-                topic: self.device_topic(&sample.device_id, "health"),
-                payload: self.envelope(
-                    "cpe-agent/health/1",
-                    None,
-                    Some(seq),
-                    serde_json::to_value(sample).unwrap_or_default(),
-                ),
-                retain: false,
-            },
-            Report::Event(event) => Message {
-                topic: self.device_topic(event.device_id(), "events"),
-                payload: self.envelope(
-                    "cpe-agent/event/1",
-                    None,
-                    Some(seq),
-                    serde_json::to_value(event).unwrap_or_default(),
-                ),
-                retain: false,
-            },
-            Report::ConfigAck(ack) => {
-                self.provisioning_message(report, "cpe-agent/config-ack/1", ack, seq)
-            }
-            Report::ConfigState(state) => {
-                self.provisioning_message(report, "cpe-agent/config-state/1", state, seq)
-            }
-            Report::CommandResult(result) => {
-                self.provisioning_message(report, "cpe-agent/command-result/1", result, seq)
-            }
-        }
-    }
-
-    fn provisioning_message(
-        &self,
-        report: &Report,
-        schema: &str,
-        body: &impl Serialize,
-        seq: u64,
-    ) -> Message {
+            Report::Health(sample) => ("cpe-agent/health/1", None, to_json(sample)),
+            Report::Event(event) => ("cpe-agent/event/1", None, to_json(event)),
+            Report::ConfigAck(ack) => ("cpe-agent/config-ack/1", None, to_json(ack)),
+            Report::ConfigState(state) => ("cpe-agent/config-state/1", None, to_json(state)),
+            Report::CommandResult(result) => ("cpe-agent/command-result/1", None, to_json(result)),
+        };
         let (topic, retain) = self.placement(report);
         Message {
             topic,
-            payload: self.envelope(
-                schema,
-                None,
-                Some(seq),
-                serde_json::to_value(body).unwrap_or_default(),
-            ),
+            payload: self.envelope(schema, device_id, Some(seq), body),
             retain,
         }
     }
@@ -349,11 +274,17 @@ pub fn config_version(config: &crate::config::Config) -> String {
     }
 }
 
+/// A payload body as JSON (our types always serialise).
+fn to_json(body: &impl Serialize) -> Json {
+    serde_json::to_value(body).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::classify::{Classification, Kind};
-    use crate::inventory::{Inventory, System};
+    use crate::message::{
+        Body, Classification, Device, DeviceEvent, HealthSample, Inventory, Kind, System,
+    };
 
     fn contract() -> Contract {
         Contract::new("gw-1", &MqttConfig::default())
@@ -450,7 +381,7 @@ mod tests {
                 latency_ms: Some(1.5),
                 uptime_s: Some(1.0),
                 missed_polls: 0,
-                body: crate::health::Body::default(),
+                body: Body::default(),
             }),
             9,
         );
