@@ -26,6 +26,13 @@ use super::value::{Oid, SetValue, Value};
 use super::wire;
 use crate::config::{AuthProtocol, Credential, PrivProtocol, SnmpVersion};
 
+impl Oid {
+    /// The OID as snmp2 encodes it; an arc snmp2 cannot carry is a bad OID.
+    fn to_snmp2(&self) -> Result<snmp2::Oid<'static>, SnmpError> {
+        snmp2::Oid::from(self.arcs()).map_err(|_| SnmpError::BadOid(self.to_string()))
+    }
+}
+
 /// What went wrong talking to a device.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SnmpError {

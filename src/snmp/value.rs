@@ -7,8 +7,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::client::SnmpError;
-
 /// An object identifier, owned.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Oid(Vec<u64>);
@@ -26,10 +24,6 @@ impl Oid {
     /// The arcs after `root`, e.g. the row index of a table column.
     pub fn suffix_after(&self, root: &Oid) -> Option<&[u64]> {
         self.starts_with(root).then(|| &self.0[root.0.len()..])
-    }
-
-    pub(super) fn to_snmp2(&self) -> Result<snmp2::Oid<'static>, SnmpError> {
-        snmp2::Oid::from(&self.0).map_err(|_| SnmpError::BadOid(self.to_string()))
     }
 
     pub(super) fn from_snmp2(oid: &snmp2::Oid<'_>) -> Option<Oid> {
