@@ -18,9 +18,9 @@ work=$(mktemp -d /tmp/cpe-agent-demo.XXXXXX)
 pids=()
 agent_pid=""
 cleanup() {
-    trap - EXIT INT TERM
-    echo >&2
-    echo "==> stopping the demo" >&2
+    trap - EXIT INT TERM HUP
+    # When the terminal was closed (SIGHUP) writing to it fails: say it if we can.
+    { echo; echo "==> stopping the demo"; } >&2 2>/dev/null || true
     # The agent first, so that its "offline" status still reaches the subscriber.
     if [ -n "$agent_pid" ]; then
         kill -TERM "$agent_pid" 2>/dev/null || true
@@ -31,7 +31,11 @@ cleanup() {
     wait 2>/dev/null || true
     rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+# Ctrl-C, kill, and closing the terminal all stop what the demo started.
+trap cleanup EXIT
+trap 'cleanup; exit 129' HUP
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
 
 # net-snmp's client tools keep state; keep theirs inside the demo's folder.
 export SNMP_PERSISTENT_DIR="$work/snmp-state" MIBS=""
