@@ -1,7 +1,7 @@
 //! Polling: the health of every known device, at each poll interval.
 //!
-//! The poller owns the set of known devices. Sweeps feed it (discovery →
-//! polling), and it feeds the reporter (polling → reporting): inventory when a
+//! The poller owns the set of known devices. Sweeps feed it (discover →
+//! collect), and it feeds the reporter (collect → report): inventory when a
 //! device is new or changed, a health sample per device per poll, and events
 //! (found, lost, rebooted, interface up and down).
 //!

@@ -1,7 +1,8 @@
 //! Classification: what kind of device answered, who made it, and which model.
 //!
-//! The knowledge is data, not code: an ordered list of rules (src/rules.toml,
-//! compiled in, plus an optional operator file) and a list of probe subtrees.
+//! The knowledge is data, not code: an ordered list of rules
+//! (src/discover/rules.toml, compiled in, plus an optional operator file) and a
+//! list of probe subtrees.
 //! The collector gathers [`Evidence`] (system group, which probe subtrees
 //! answer, ENTITY-MIB chassis facts, and the vendor scalars the rules ask for
 //! via [`Rules::extra_oids`]); [`Rules::classify`] tries the rules in order and
@@ -72,9 +73,9 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The rules compiled into the binary (src/rules.toml). Never panics: if
-    /// they were broken (a unit test makes sure they are not) the result is
-    /// empty and every device classifies as `other`.
+    /// The rules compiled into the binary (src/discover/rules.toml). Never
+    /// panics: if they were broken (a unit test makes sure they are not) the
+    /// result is empty and every device classifies as `other`.
     pub fn embedded() -> Rules {
         embedded_ref().clone()
     }
@@ -1256,8 +1257,8 @@ mod tests {
 
     #[test]
     fn embedded_rules_parse() {
-        let parsed =
-            parse_rules(EMBEDDED_RULES, EMBEDDED_ORIGIN, &[]).expect("src/rules.toml must parse");
+        let parsed = parse_rules(EMBEDDED_RULES, EMBEDDED_ORIGIN, &[])
+            .expect("src/discover/rules.toml must parse");
         assert!(parsed.len() > 50, "only {} rules", parsed.len());
         let rules = Rules::embedded();
         assert_eq!(

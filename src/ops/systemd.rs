@@ -6,10 +6,10 @@
 //!   really at work), with `STATUS=` lines as the broker link changes.
 //! - `WATCHDOG=1` every half `WatchdogSec`, but only while the main loops make
 //!   progress: the poller's and the reporter's loops each beat a heartbeat
-//!   ([`beat`]) at least every [`BEAT_EVERY`]; if either falls silent the
-//!   pings stop and systemd restarts the agent. A task that is merely stuck
-//!   (not the whole process) is caught this way, which a ping from a timer
-//!   alone would hide.
+//!   ([`crate::metrics::beat`]) at least every [`BEAT_EVERY`]; if either falls
+//!   silent the pings stop and systemd restarts the agent. A task that is
+//!   merely stuck (not the whole process) is caught this way, which a ping
+//!   from a timer alone would hide.
 //! - `STOPPING=1` at shutdown.
 //!
 //! Without `$NOTIFY_SOCKET` (OpenWrt's procd, sysvinit, a shell) all of this

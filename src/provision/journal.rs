@@ -10,7 +10,8 @@
 //! - `journal.json`: the push being applied, from the moment it passed
 //!   validation: its bytes, the step it reached, and the device values it
 //!   found before changing them. After a crash the journal says what to
-//!   finish or undo (src/provisioning.rs); it is removed when a push ends.
+//!   finish or undo (src/provision/provisioner.rs); it is removed when a push
+//!   ends.
 //! - `commands.json`: the signed commands already run, so that a captured
 //!   command cannot be replayed before it expires.
 //!

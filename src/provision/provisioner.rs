@@ -11,13 +11,13 @@
 //! `{prefix}/config/ack/{version}` (docs/provisioning.md has the state
 //! machine):
 //!
-//! 1. **validate**: signature, target, expiry, version (src/bundle.rs), then
-//!    meaning: the merged config passes the file's checks, every device is
+//! 1. **validate**: signature, target, expiry, version (src/provision/bundle.rs),
+//!    then meaning: the merged config passes the file's checks, every device is
 //!    known and has a credential to write with. A dry run stops here and
 //!    answers with the difference.
 //! 2. **read**: the current value of every OID the push sets, kept for rollback.
-//! 3. **stage**: the journal (src/journal.rs) gets the bundle and the kept
-//!    values, atomically. From here a crash is recoverable.
+//! 3. **stage**: the journal (src/provision/journal.rs) gets the bundle and the
+//!    kept values, atomically. From here a crash is recoverable.
 //! 4. **apply**: the new running config, then the SETs in order.
 //! 5. **verify**: every OID read back; new MQTT settings must be accepted by
 //!    the broker within `provisioning.verify_timeout`.

@@ -4,8 +4,8 @@
 //! reporter needs only a handful of things from either: connect, publish
 //! with QoS 1, learn each publish's packet id and its PUBACK, disconnect. This
 //! adapter turns both versions' events into [`Happening`]s and their errors
-//! into sentences a technician can act on, so that delivery (src/report.rs)
-//! is written once.
+//! into sentences a technician can act on, so that delivery
+//! (src/report/reporter.rs, src/report/delivery.rs) is written once.
 //!
 //! The event loop runs in a task of its own and hands its events over a
 //! channel. rumqttc's `poll` is not cancel-safe while it connects: polled
@@ -59,9 +59,9 @@ impl Drop for Session {
 }
 
 /// The largest MQTT packet either way. Well above the largest push the agent
-/// accepts (src/bundle.rs), so that an oversize push reaches the agent and is
-/// refused with an acknowledgement instead of breaking the connection, and
-/// large enough for a diag result.
+/// accepts (src/provision/bundle.rs), so that an oversize push reaches the
+/// agent and is refused with an acknowledgement instead of breaking the
+/// connection, and large enough for a diag result.
 const MAX_PACKET: usize = 1024 * 1024;
 
 /// Events the driver may get ahead of the reporter by.

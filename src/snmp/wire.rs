@@ -4,7 +4,7 @@
 //! 64 KiB buffers, and a poller keeps one session per device, so on a
 //! gateway watching 200 devices the buffers alone took 25 MiB of heap
 //! (heaptrack, issue 8). A community request is a few hundred bytes; we
-//! encode it here into a buffer of its own size, and [`crate::snmp`] reads
+//! encode it here into a buffer of its own size, and [`super::client`] reads
 //! the answer into one receive buffer per thread and parses it with snmp2's
 //! public decoder. SNMPv3 (USM authentication and privacy) still goes through
 //! snmp2's session.
