@@ -14,8 +14,8 @@
 //! every line printed.
 //!
 //! This file is the runner (order, timeouts, masking, exit code); the checks
-//! are in [`local`], [`broker`], [`devices`] and [`daemon`], the output in
-//! [`render`].
+//! are in `local`, `broker`, `devices` and `daemon`, the output in
+//! `render`.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
