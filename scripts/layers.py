@@ -28,8 +28,6 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SRC = ROOT / "src"
 
 FLOORS = {
     "config": 0, "keys": 0, "identity": 0, "metrics": 0, "shutdown": 0,
@@ -40,15 +38,18 @@ FLOORS = {
 ONLY_FROM = {"message": {"message", "config"}}
 
 
-def module_of(path: Path) -> tuple:
-    parts = list(path.relative_to(SRC).with_suffix("").parts)
+def module_of(src: Path, path: Path) -> tuple:
+    parts = list(path.relative_to(src).with_suffix("").parts)
     if parts[-1] == "mod":
         parts.pop()
     return tuple(parts)
 
 
 def code_of(text: str) -> str:
-    """The text without comments (line and doc comments) and string literals."""
+    """The text without string and char literals and comments, so that a
+    path in a string or a comment is not taken for an import."""
+    text = re.sub(r'\br(#*)"[\s\S]*?"\1', '""', text)  # raw strings
+    text = re.sub(r"'(?:\\.|[^'\\\n])'", "' '", text)  # char literals ('"' among them)
     text = re.sub(r'"(?:\\.|[^"\\])*"', '""', text)
     return "\n".join(re.sub(r"//.*$", "", line) for line in text.splitlines())
 
@@ -84,12 +85,12 @@ def split_top(group: str):
     yield group[start:]
 
 
-def resolve(module: tuple, is_mod_file: bool, base: str, item: str, modules: set) -> tuple:
+def resolve(module: tuple, base: str, item: str, modules: set) -> tuple:
     """The deepest module of ours that `base::item` names."""
     if base == "crate":
         target = []
     else:
-        # super:: from a file `a/b.rs` (module a::b) is a; from `a/mod.rs` (module a) it is the crate.
+        # super:: of module a::b (file a/b.rs) is a; of module a (a.rs or a/mod.rs) the crate.
         target = list(module)
         for _ in range(base.count("super")):
             target = target[:-1]
@@ -158,42 +159,42 @@ TWINS = [
      r"rows_from\(&root, walk\.varbinds\)|rows_from\(entry, walk\.varbinds\)", {"src/snmp/walk.rs"}),
 ]
 # The fuzz target must call the agent's inventory assembly, not rebuild it.
-FUZZ_EVIDENCE = ROOT / "fuzz" / "fuzz_targets" / "snmp_values.rs"
+FUZZ_EVIDENCE = Path("fuzz") / "fuzz_targets" / "snmp_values.rs"
 
 
-def check_twins(errors):
+def check_twins(root: Path, errors: list):
     for what, glob, pattern, allowed in TWINS:
-        for path in sorted(ROOT.glob(glob)):
-            rel = str(path.relative_to(ROOT))
+        for path in sorted(root.glob(glob)):
+            rel = str(path.relative_to(root))
             code = code_of(path.read_text())
             if rel in allowed:
                 continue
             for m in re.finditer(pattern, code):
                 line = code[: m.start()].count("\n") + 1
                 errors.append(f"{rel}:{line}: twin: {what}, but `{m.group(0)}` is here")
-    if FUZZ_EVIDENCE.exists():
-        code = code_of(FUZZ_EVIDENCE.read_text())
+    fuzz = root / FUZZ_EVIDENCE
+    if fuzz.exists():
+        code = code_of(fuzz.read_text())
         if "inventory::assemble(" not in code or re.search(r"\b(Evidence|Inventory)\s*\{", code):
-            errors.append(f"{FUZZ_EVIDENCE.relative_to(ROOT)}: twin: the fuzz target must call "
+            errors.append(f"{FUZZ_EVIDENCE}: twin: the fuzz target must call "
                           "inventory::assemble, not build Evidence or Inventory itself")
 
 
-def check(root: Path, graph: bool = False) -> list:
-    global ROOT, SRC, FUZZ_EVIDENCE
-    ROOT, SRC = root, root / "src"
-    FUZZ_EVIDENCE = ROOT / "fuzz" / "fuzz_targets" / "snmp_values.rs"
-    files = sorted(SRC.rglob("*.rs"))
-    modules = {module_of(f) for f in files}
+def check(root: Path, graph: bool = False):
+    """The problems found in the tree at `root`, and how many files were read."""
+    src = root / "src"
+    files = sorted(src.rglob("*.rs"))
+    modules = {module_of(src, f) for f in files}
     errors, edges, file_edges = [], {}, {}
     for f in files:
-        module = module_of(f)
+        module = module_of(src, f)
         top = module[0]
         if top not in FLOORS:
-            errors.append(f"{f.relative_to(ROOT)}: module `{top}` has no floor: add it to FLOORS in scripts/layers.py")
+            errors.append(f"{f.relative_to(root)}: module `{top}` has no floor: add it to FLOORS in scripts/layers.py")
             continue
         code = code_of(f.read_text())
         for base, item in use_trees(code):
-            target = resolve(module, f.name == "mod.rs", base, item, modules)
+            target = resolve(module, base, item, modules)
             if not target or target == module:
                 continue
             to = target[0]
@@ -207,22 +208,29 @@ def check(root: Path, graph: bool = False) -> list:
                 if a != b:
                     file_edges.setdefault(a, set()).add(b)
             if FLOORS[to] > FLOORS[top]:
-                errors.append(f"{f.relative_to(ROOT)}: {'::'.join(module)} imports {'::'.join(target)} "
+                errors.append(f"{f.relative_to(root)}: {'::'.join(module)} imports {'::'.join(target)} "
                               f"(floor {FLOORS[to]} above its own {FLOORS[top]})")
             if top in ONLY_FROM and to not in ONLY_FROM[top]:
-                errors.append(f"{f.relative_to(ROOT)}: the vocabulary imports {'::'.join(target)}; "
+                errors.append(f"{f.relative_to(root)}: the vocabulary imports {'::'.join(target)}; "
                               "message types depend on nothing of ours but config")
     for cycle in sccs(set(edges) | {t for v in edges.values() for t in v}, edges):
         errors.append("import circle between top-level modules: " + " <-> ".join(cycle))
     for cycle in sccs(set(file_edges) | {t for v in file_edges.values() for t in v}, file_edges):
         errors.append("import circle between files of a folder: " + " <-> ".join("::".join(c) for c in cycle))
-    check_twins(errors)
+    check_twins(root, errors)
     if graph:
         for a in sorted(edges, key=lambda m: (FLOORS[m], m)):
             print(f"{a} (floor {FLOORS[a]}) -> {', '.join(sorted(edges[a], key=lambda m: (FLOORS[m], m)))}")
         for a in sorted(file_edges):
             print(f"{'::'.join(a)} -> {', '.join('::'.join(b) for b in sorted(file_edges[a]))}")
     return errors, len(files)
+
+
+def write_tree(root: str, tree: dict):
+    for rel, text in tree.items():
+        path = Path(root) / "src" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
 
 
 def self_test() -> bool:
@@ -235,18 +243,32 @@ def self_test() -> bool:
         "circle in a folder": {"report/mod.rs": "mod a; mod b;", "report/a.rs": "use super::b::X;", "report/b.rs": "use super::a::Y;"},
         "twin": {"ops/mod.rs": "fn f() { std::fs::rename(a, b); }"},
         "module without a floor": {"gadgets.rs": ""},
+        "upward import after a quote character": {
+            "snmp/mod.rs": "const Q: char = '\"';\nuse crate::report::Links;\nconst S: &str = \"x\";",
+            "report/mod.rs": "",
+        },
+    }
+    clean = {  # paths in strings, raw strings and comments are not imports
+        "snmp/mod.rs": 'const A: &str = "crate::report::x";\n'
+        'const B: &str = r#"use crate::report::Links; "quoted""#;\n'
+        "// see crate::report::Links\nuse crate::config::X;",
+        "report/mod.rs": "",
+        "config.rs": "",
     }
     ok = True
     for name, tree in cases.items():
         with tempfile.TemporaryDirectory() as tmp:
-            for rel, text in tree.items():
-                path = Path(tmp) / "src" / rel
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text + "\n")
+            write_tree(tmp, tree)
             errors, _ = check(Path(tmp))
             if not errors:
                 print(f"layers self-test: a tree with a {name} passed", file=sys.stderr)
                 ok = False
+    with tempfile.TemporaryDirectory() as tmp:
+        write_tree(tmp, clean)
+        errors, _ = check(Path(tmp))
+        if errors:
+            print(f"layers self-test: a clean tree failed: {errors}", file=sys.stderr)
+            ok = False
     return ok
 
 

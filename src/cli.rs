@@ -19,6 +19,7 @@ use crate::config::{Config, TargetSpec, CONFIG_ENV, DEFAULT_CONFIG_PATH};
 use crate::discover::{self, Plan, Progress};
 use crate::keys;
 use crate::message::Device;
+use crate::provision::bundle;
 use crate::text::clip;
 
 #[derive(Debug, Parser)]
@@ -185,17 +186,16 @@ fn read_text(path: &Path, what: &str) -> Result<String, String> {
 
 fn sign(bundle: &Path, key: &Path, out: Option<&Path>) -> Result<(), String> {
     let bytes = read(bundle, "bundle")?;
-    crate::provision::bundle::check_bundle(&bytes)
-        .map_err(|r| format!("{}: {r}", bundle.display()))?;
+    bundle::check_bundle(&bytes).map_err(|r| format!("{}: {r}", bundle.display()))?;
     let key = keys::parse_private_key(&read_text(key, "private key")?)
         .map_err(|e| format!("{}: {e}", key.display()))?;
-    let envelope = crate::provision::bundle::sign(&bytes, &key);
-    if envelope.len() > crate::provision::bundle::DEFAULT_MAX_BYTES {
+    let envelope = bundle::sign(&bytes, &key);
+    if envelope.len() > bundle::DEFAULT_MAX_BYTES {
         return Err(format!(
             "{}: the signed message would be {} bytes; agents accept at most {}",
             bundle.display(),
             envelope.len(),
-            crate::provision::bundle::DEFAULT_MAX_BYTES
+            bundle::DEFAULT_MAX_BYTES
         ));
     }
     match out {
@@ -209,7 +209,6 @@ fn sign(bundle: &Path, key: &Path, out: Option<&Path>) -> Result<(), String> {
 }
 
 fn verify(envelope: &Path, pubkey: &Path) -> Result<(), String> {
-    use crate::provision::bundle;
     let key = keys::parse_public_key_file(&read_text(pubkey, "public key")?)
         .map_err(|e| format!("{}: {e}", pubkey.display()))?;
     let message = read(envelope, "envelope")?;
@@ -292,7 +291,7 @@ fn keygen(prefix: &Path) -> Result<(), String> {
 /// `config show`: what provisioning has on disk (never secrets: setting
 /// names, not values).
 fn show(path: &Path, json: bool) -> anyhow::Result<i32> {
-    let config = crate::discover::load_config(path, None)?;
+    let config = discover::load_config(path, None)?;
     let state = crate::provision::show(&config.storage.state_dir).map_err(anyhow::Error::msg)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&state)?);
@@ -375,7 +374,7 @@ fn render_show(state: &serde_json::Value) -> String {
 }
 
 fn check(path: &std::path::Path) -> i32 {
-    match crate::discover::load_config(path, None) {
+    match discover::load_config(path, None) {
         Ok(_) => {
             println!("{}: valid", path.display());
             0
@@ -390,7 +389,7 @@ fn check(path: &std::path::Path) -> i32 {
 fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
     // With --target alone, no file is read: the defaults (community "public") apply.
     let mut config = if args.targets.is_empty() || args.config.config.is_some() {
-        crate::discover::load_config(&config_path(&args.config), None)?
+        discover::load_config(&config_path(&args.config), None)?
     } else {
         Config::default()
     };
@@ -404,7 +403,7 @@ fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
     let sweep = runtime.block_on(async {
         let plan = Plan::new(&config).await;
         let (_trigger, mut shutdown) = crate::shutdown::channel();
-        discover::sweep_once(&plan, &config.discovery, Progress::default(), &mut shutdown).await
+        discover::sweep_once(&plan, Progress::default(), &mut shutdown).await
     });
     if args.json {
         println!("{}", serde_json::to_string_pretty(&sweep.devices)?);

@@ -547,11 +547,12 @@ impl std::error::Error for ConfigError {}
 pub type Overlay = serde_json::Map<String, serde_json::Value>;
 
 /// Reads and validates a config file, then lays the provider's pushed
-/// settings over it (the agent loads through `discover::load_config`, which
-/// also parses the operator's rules file read here): tables merge key by key, any other value (arrays
+/// settings over it: tables merge key by key, any other value (arrays
 /// included) replaces the file's. The file must be valid on its own, and the
 /// result is checked like a file; errors about the result name the key and
-/// say that pushed settings are involved.
+/// say that pushed settings are involved. The agent loads through
+/// `discover::load_config`, which also parses the operator's rules file
+/// read here.
 pub fn load_with_overlay(path: &Path, overlay: Option<&Overlay>) -> Result<Config, ConfigError> {
     let (text, file) = read_text(path)?;
     let mut config = parse(&text, &file)?;

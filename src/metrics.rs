@@ -107,6 +107,7 @@ mod tests {
         assert_eq!(take_poll_lag_s(), 0.3);
         assert_eq!(take_poll_lag_s(), 0.0);
     }
+
     #[test]
     fn a_loop_that_never_beat_or_fell_silent_is_reported() {
         beat(Loop::Reporting);

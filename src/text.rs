@@ -12,3 +12,18 @@ pub fn clip(text: &str, max: usize) -> String {
     let kept: String = flat.chars().take(max.saturating_sub(1)).collect();
     format!("{kept}…")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clipped_line_is_one_line_of_at_most_max_characters() {
+        assert_eq!(clip("RB750Gr3", 32), "RB750Gr3");
+        assert_eq!(clip("Cisco IOS\r\nVersion 15", 32), "Cisco IOS  Version 15");
+        let long = "é".repeat(40);
+        let clipped = clip(&long, 10);
+        assert_eq!(clipped.chars().count(), 10);
+        assert!(clipped.ends_with('…'));
+    }
+}

@@ -609,6 +609,39 @@ mod tests {
     }
 
     #[test]
+    fn a_crossing_is_told_once_and_its_end_once() {
+        let breach = |metric, subject: Option<&str>, value| Breach {
+            metric,
+            subject: subject.map(str::to_string),
+            value,
+            limit: 90.0,
+        };
+        let mut crossed = Crossed::default();
+        let cpu = breach("cpu_percent", None, 95.0);
+        let disk = breach("storage_percent", Some("/"), 97.0);
+        assert_eq!(
+            crossed.update(vec![cpu.clone()]),
+            vec![Change::ThresholdCrossed(cpu.clone())]
+        );
+        // Still over the limit (at another value): nothing new to tell.
+        let cpu_later = breach("cpu_percent", None, 99.0);
+        assert_eq!(
+            crossed.update(vec![cpu_later.clone(), disk.clone()]),
+            vec![Change::ThresholdCrossed(disk.clone())]
+        );
+        // The CPU comes back: cleared with the last value seen over the limit.
+        assert_eq!(
+            crossed.update(vec![disk.clone()]),
+            vec![Change::ThresholdCleared(cpu_later)]
+        );
+        assert_eq!(
+            crossed.update(Vec::new()),
+            vec![Change::ThresholdCleared(disk)]
+        );
+        assert_eq!(crossed.update(Vec::new()), Vec::new());
+    }
+
+    #[test]
     fn breaches_name_metric_subject_and_the_bound() {
         let body = Body {
             cpu_percent: Some(97.0),

@@ -8,9 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::collect::health::{Counter, InterfaceReading, Reading};
-use crate::message::Inventory;
-use crate::message::{Docsis, DocsisChannel, Dsl, Storage, Ups};
+use super::health::{round2, Counter, InterfaceReading, Reading};
+use crate::message::{Docsis, DocsisChannel, Dsl, Inventory, Storage, Ups};
 use crate::snmp::walk::{self, WalkOptions};
 use crate::snmp::{display_value, Rows};
 use crate::snmp::{Client, Oid, SnmpError, Value};
@@ -195,7 +194,7 @@ async fn host_resources(client: &mut Client, options: &mut WalkOptions, reading:
         if size == 0 || used > size {
             continue;
         }
-        let used_percent = crate::collect::health::round2(used as f64 * 100.0 / size as f64);
+        let used_percent = round2(used as f64 * 100.0 / size as f64);
         if kind == "ram" && reading.memory_percent.is_none() {
             reading.memory_percent = Some(used_percent);
         }
@@ -356,8 +355,7 @@ async fn apc_ups(client: &mut Client) -> Option<Ups> {
         charge_percent: number(1)
             .map(|c| c as f64)
             .or_else(|| number(2).map(|c| c as f64 / 10.0)),
-        runtime_minutes: number(3)
-            .map(|ticks| crate::collect::health::round2(ticks as f64 / 6000.0)),
+        runtime_minutes: number(3).map(|ticks| round2(ticks as f64 / 6000.0)),
         on_battery: number(4).map(|status| status == 3),
     })
 }

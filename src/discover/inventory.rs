@@ -14,6 +14,7 @@
 //! missing table is simply empty.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
 
 use super::classify::{Evidence, Rules};
 use crate::message::{Entity, EntityFacts, Interface, Inventory, IpAddress, System};
@@ -345,7 +346,7 @@ pub fn ip_addresses_from(rows: &Rows) -> Vec<IpAddress> {
 ///    and they are as stable as the VM's definition);
 /// 3. `ip-{a}-{b}-{c}-{d}-{port}`: the address, when the device tells nothing
 ///    else (stable only for statically addressed gear and DHCP reservations).
-pub fn device_id(inventory: &Inventory, addr: std::net::SocketAddr) -> String {
+pub fn device_id(inventory: &Inventory, addr: SocketAddr) -> String {
     let classification = &inventory.classification;
     if let Some(serial) = classification.serial.as_deref().and_then(id_safe) {
         let vendor = classification
@@ -373,13 +374,13 @@ pub fn device_id(inventory: &Inventory, addr: std::net::SocketAddr) -> String {
 }
 
 /// The id of a device that tells nothing better than its address and port.
-pub(crate) fn address_id(addr: std::net::SocketAddr) -> String {
+pub(crate) fn address_id(addr: SocketAddr) -> String {
     match addr.ip() {
-        std::net::IpAddr::V4(ip) => {
+        IpAddr::V4(ip) => {
             let [a, b, c, d] = ip.octets();
             format!("ip-{a}-{b}-{c}-{d}-{}", addr.port())
         }
-        std::net::IpAddr::V6(ip) => {
+        IpAddr::V6(ip) => {
             format!("ip6-{}-{}", ip.to_string().replace(':', "_"), addr.port())
         }
     }
@@ -429,6 +430,12 @@ mod tests {
 
     fn cell(entry: &[u64], column: u64, index: u64, value: Value) -> (Oid, Value) {
         (Oid::from_arcs(entry).child(&[column, index]), value)
+    }
+
+    #[test]
+    fn a_device_without_better_identity_is_named_by_address_and_port() {
+        let addr: SocketAddr = "127.0.1.7:16100".parse().expect("addr");
+        assert_eq!(address_id(addr), "ip-127-0-1-7-16100");
     }
 
     #[test]

@@ -46,14 +46,16 @@ use serde_json::{json, Value as Json};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 use super::bundle::{self, Bundle, CommandKind, Rejection, Trust};
-use super::journal::{Applied, HistoryEntry, Journal, Kept, RanCommand, State, Store};
+use super::journal::{self, Applied, HistoryEntry, Journal, Kept, RanCommand, State, Store};
 use crate::collect;
 use crate::config::{self, Config, Credential};
+use crate::discover;
 use crate::message::{
     AckStatus, CommandResult, CommandStatus, ConfigAck, ConfigState, Device, Inbound, LinkState,
     Report,
 };
 use crate::report::contract::Contract;
+use crate::report::status_file;
 use crate::shutdown::Shutdown;
 use crate::snmp::{Client, Oid, SetValue, Timing};
 
@@ -88,7 +90,7 @@ pub struct Wiring {
 /// settings over it. A bundle that no longer fits the file is logged and
 /// left out (the file alone runs), rather than keeping the agent down.
 pub fn startup_config(path: &Path) -> anyhow::Result<Config> {
-    let file = crate::discover::load_config(path, None)?;
+    let file = discover::load_config(path, None)?;
     let store = Store::new(&file.storage.state_dir);
     let state = match store.state() {
         Ok(state) => state,
@@ -109,15 +111,15 @@ pub fn startup_config(path: &Path) -> anyhow::Result<Config> {
 /// The file with an applied bundle's settings laid over it.
 fn effective(path: &Path, applied: Option<&Applied>) -> Result<Config, String> {
     let Some(applied) = applied else {
-        return crate::discover::load_config(path, None).map_err(|e| e.to_string());
+        return discover::load_config(path, None).map_err(|e| e.to_string());
     };
     let bundle = decode_applied(applied)?;
     with_bundle(path, &bundle)
 }
 
 fn with_bundle(path: &Path, bundle: &Bundle) -> Result<Config, String> {
-    let mut config = crate::discover::load_config(path, bundle.desired.agent.as_ref())
-        .map_err(|e| e.to_string())?;
+    let mut config =
+        discover::load_config(path, bundle.desired.agent.as_ref()).map_err(|e| e.to_string())?;
     config.pushed_version = Some(bundle.version);
     Ok(config)
 }
@@ -250,7 +252,7 @@ impl Provisioner {
             version,
             status: status.as_str().into(),
             reason,
-            at: crate::report::status_file::unix_now(),
+            at: status_file::unix_now(),
         });
         if let Err(e) = self.store.write_state(&self.state) {
             tracing::error!("{e}");
@@ -267,7 +269,7 @@ impl Provisioner {
                 let new_id = crate::identity::agent_id(new.agent.id.as_deref()).unwrap_or_default();
                 if new_id != self.agent_id {
                     tracing::error!("config reload refused: agent.id cannot change while running (restart the agent); keeping the running config");
-                    crate::report::status_file::record_config_reload(Some(
+                    status_file::record_config_reload(Some(
                         "agent.id cannot change while running".into(),
                     ));
                     return;
@@ -277,12 +279,12 @@ impl Provisioner {
                     return;
                 }
                 self.config_tx.send_replace(Arc::new(new));
-                crate::report::status_file::record_config_reload(None);
+                status_file::record_config_reload(None);
                 tracing::info!("config reloaded");
             }
             Err(e) => {
                 tracing::error!("config reload refused: {e}; keeping the running config");
-                crate::report::status_file::record_config_reload(Some(e));
+                status_file::record_config_reload(Some(e));
             }
         }
     }
@@ -330,7 +332,7 @@ impl Provisioner {
             step: "validated".into(),
             kept: Vec::new(),
             attempted: 0,
-            started_at: crate::report::status_file::unix_now(),
+            started_at: status_file::unix_now(),
         };
         if let Err(e) = self.store.write_journal(&journal) {
             return self.reject(version, "storage", format!("cannot stage the push: {e}"));
@@ -494,13 +496,13 @@ impl Provisioner {
             version: bundle.version,
             key_id: bundle.key_id.clone(),
             bundle: BASE64.encode(&bundle.bytes),
-            applied_at: crate::report::status_file::unix_now(),
+            applied_at: status_file::unix_now(),
         });
         self.state.record(HistoryEntry {
             version: Some(bundle.version),
             status: AckStatus::Applied.as_str().into(),
             reason: None,
-            at: crate::report::status_file::unix_now(),
+            at: status_file::unix_now(),
         });
         if let Err(e) = self.store.write_state(&self.state) {
             self.state = previous;
@@ -664,7 +666,7 @@ impl Provisioner {
             tracing::error!("{e}");
             Vec::new()
         });
-        let now_s = crate::report::status_file::unix_now();
+        let now_s = status_file::unix_now();
         ran.retain(|c| c.not_after >= now_s);
         let ids: Vec<String> = ran.iter().map(|c| c.request_id.clone()).collect();
         let command = match bundle::verify_command(message, request_id, &self.trust(), &ids, now) {
@@ -690,9 +692,7 @@ impl Provisioner {
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
         });
-        let excess = ran
-            .len()
-            .saturating_sub(crate::provision::journal::COMMANDS_LEN);
+        let excess = ran.len().saturating_sub(journal::COMMANDS_LEN);
         ran.drain(..excess);
         if let Err(e) = self.store.write_commands(&ran) {
             tracing::error!("{e}");

@@ -10,9 +10,10 @@
 //! that the agent did not report.
 //!
 //! rumqttc keeps protocol state (packet ids, keep-alive); [`super::delivery`]
-//! keeps the delivery state, pure, and this task drives it. On any connection error the rumqttc client and event
-//! loop are dropped and built anew after a backoff (exponential, with jitter):
-//! rumqttc's own in-memory retransmission would otherwise race the queue's.
+//! keeps the delivery state, pure, and this task drives it. On any
+//! connection error the rumqttc client and event loop are dropped and built
+//! anew after a backoff (exponential, with jitter): rumqttc's own in-memory
+//! retransmission would otherwise race the queue's.
 //! Reports keep flowing into the queue while the broker is away.
 
 use std::collections::BTreeSet;

@@ -13,6 +13,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use super::queue::Stats;
+use crate::files;
+use crate::message::Device;
+
 /// The status file's name inside the state directory.
 pub const STATUS_FILE: &str = "agent-status.json";
 /// The pid file's name inside the state directory.
@@ -33,7 +37,7 @@ pub struct KnownDevice {
 }
 
 impl KnownDevice {
-    pub fn from_device(device: &crate::message::Device) -> KnownDevice {
+    pub fn from_device(device: &Device) -> KnownDevice {
         KnownDevice {
             id: device.id.clone(),
             address: device.address,
@@ -88,12 +92,12 @@ impl AgentStatus {
     }
 
     /// Replaces the known devices with a sweep's.
-    pub fn set_devices(&mut self, devices: &[crate::message::Device]) {
+    pub fn set_devices(&mut self, devices: &[Device]) {
         self.known_devices = devices.iter().map(KnownDevice::from_device).collect();
     }
 
     /// Adds or updates one device (on each inventory report).
-    pub fn upsert_device(&mut self, device: &crate::message::Device) {
+    pub fn upsert_device(&mut self, device: &Device) {
         let known = KnownDevice::from_device(device);
         match self.known_devices.iter_mut().find(|d| d.id == known.id) {
             Some(slot) => *slot = known,
@@ -112,7 +116,7 @@ impl AgentStatus {
     }
 
     /// The queue's depth and the age of its oldest record.
-    pub fn note_queue(&mut self, stats: &crate::report::queue::Stats) {
+    pub fn note_queue(&mut self, stats: &Stats) {
         self.queue_records = stats.records as u64;
         let now_ms = unix_now().saturating_mul(1000);
         self.queue_oldest_age_s = stats
@@ -233,7 +237,7 @@ fn write_atomically(path: &Path, contents: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    crate::files::replace(path, 0o666, |file| file.write_all(contents))
+    files::replace(path, 0o666, |file| file.write_all(contents))
 }
 
 #[cfg(test)]
@@ -251,7 +255,7 @@ mod tests {
         assert_eq!(status.recent_errors[0], "error 5");
         status.note_report_acked();
         assert!(status.last_report_at.is_some());
-        status.note_queue(&crate::report::queue::Stats {
+        status.note_queue(&Stats {
             records: 3,
             bytes: 100,
             oldest_enqueued_at_ms: Some(unix_now().saturating_sub(60) * 1000),

@@ -26,10 +26,47 @@ use super::value::{Oid, SetValue, Value};
 use super::wire;
 use crate::config::{AuthProtocol, Credential, PrivProtocol, SnmpVersion};
 
+// Between our owned values and snmp2's borrowed ones: only the client
+// speaks snmp2, so the value types above it do not depend on it.
 impl Oid {
     /// The OID as snmp2 encodes it; an arc snmp2 cannot carry is a bad OID.
     fn to_snmp2(&self) -> Result<snmp2::Oid<'static>, SnmpError> {
         snmp2::Oid::from(self.arcs()).map_err(|_| SnmpError::BadOid(self.to_string()))
+    }
+
+    fn from_snmp2(oid: &snmp2::Oid<'_>) -> Option<Oid> {
+        let arcs: Vec<u64> = oid.iter()?.collect();
+        // BER packs the first two arcs into one; asn1-rs reads zeroDotZero's
+        // single 0x00 byte as the one arc [0]. An empty OID (no content
+        // octets, which BER does not allow) is not an OID (found by fuzzing).
+        match arcs.as_slice() {
+            [] => None,
+            [0] => Some(Oid::from(vec![0, 0])),
+            _ => Some(Oid::from(arcs)),
+        }
+    }
+}
+
+impl Value {
+    fn from_snmp2(value: &snmp2::Value<'_>) -> Value {
+        use snmp2::Value as V;
+        match value {
+            V::Integer(n) => Value::Integer(*n),
+            V::Boolean(b) => Value::Integer(i64::from(*b)),
+            V::OctetString(bytes) => Value::OctetString(bytes.to_vec()),
+            V::ObjectIdentifier(oid) => Oid::from_snmp2(oid).map_or(Value::Other, Value::ObjectId),
+            V::IpAddress(ip) => Value::IpAddress(*ip),
+            V::Counter32(n) => Value::Counter32(*n),
+            V::Unsigned32(n) => Value::Gauge32(*n),
+            V::Timeticks(n) => Value::TimeTicks(*n),
+            V::Counter64(n) => Value::Counter64(*n),
+            V::Opaque(bytes) => Value::Opaque(bytes.to_vec()),
+            V::Null => Value::Null,
+            V::NoSuchObject => Value::NoSuchObject,
+            V::NoSuchInstance => Value::NoSuchInstance,
+            V::EndOfMibView => Value::EndOfMibView,
+            _ => Value::Other,
+        }
     }
 }
 

@@ -25,17 +25,11 @@ impl Oid {
     pub fn suffix_after(&self, root: &Oid) -> Option<&[u64]> {
         self.starts_with(root).then(|| &self.0[root.0.len()..])
     }
+}
 
-    pub(super) fn from_snmp2(oid: &snmp2::Oid<'_>) -> Option<Oid> {
-        let arcs: Vec<u64> = oid.iter()?.collect();
-        // BER packs the first two arcs into one; asn1-rs reads zeroDotZero's
-        // single 0x00 byte as the one arc [0]. An empty OID (no content
-        // octets, which BER does not allow) is not an OID (found by fuzzing).
-        match arcs.as_slice() {
-            [] => None,
-            [0] => Some(Oid(vec![0, 0])),
-            _ => Some(Oid(arcs)),
-        }
+impl From<Vec<u64>> for Oid {
+    fn from(arcs: Vec<u64>) -> Oid {
+        Oid(arcs)
     }
 }
 
@@ -139,27 +133,6 @@ impl Value {
         match self {
             Value::ObjectId(oid) => Some(oid),
             _ => None,
-        }
-    }
-
-    pub(super) fn from_snmp2(value: &snmp2::Value<'_>) -> Value {
-        use snmp2::Value as V;
-        match value {
-            V::Integer(n) => Value::Integer(*n),
-            V::Boolean(b) => Value::Integer(i64::from(*b)),
-            V::OctetString(bytes) => Value::OctetString(bytes.to_vec()),
-            V::ObjectIdentifier(oid) => Oid::from_snmp2(oid).map_or(Value::Other, Value::ObjectId),
-            V::IpAddress(ip) => Value::IpAddress(*ip),
-            V::Counter32(n) => Value::Counter32(*n),
-            V::Unsigned32(n) => Value::Gauge32(*n),
-            V::Timeticks(n) => Value::TimeTicks(*n),
-            V::Counter64(n) => Value::Counter64(*n),
-            V::Opaque(bytes) => Value::Opaque(bytes.to_vec()),
-            V::Null => Value::Null,
-            V::NoSuchObject => Value::NoSuchObject,
-            V::NoSuchInstance => Value::NoSuchInstance,
-            V::EndOfMibView => Value::EndOfMibView,
-            _ => Value::Other,
         }
     }
 }

@@ -2,9 +2,17 @@
 //! (with the certificate's expiry read from its DER), and an MQTT CONNECT
 //! with the agent's own settings.
 
-use super::*;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-// ---------------------------------------------------------------- broker
+use super::local::rfc3339;
+use super::{step, Check, Status, STEP_TIMEOUT};
+use crate::config::{Config, MqttConfig};
+
+/// A certificate expiring sooner than this is a warning.
+const EXPIRY_WARNING_DAYS: u64 = 30;
 
 pub(super) async fn check_broker(config: Arc<Config>, deadline: Instant) -> Vec<Check> {
     let mqtt = &config.mqtt;
@@ -111,12 +119,7 @@ pub(super) async fn check_broker(config: Arc<Config>, deadline: Instant) -> Vec<
 
 /// A TLS handshake as the agent makes it: the broker's chain against
 /// `mqtt.tls.ca_file`, its name against `mqtt.host`, and its expiry.
-pub(super) fn check_tls(
-    addr: SocketAddr,
-    mqtt: &MqttConfig,
-    timeout: Duration,
-    now: SystemTime,
-) -> Check {
+fn check_tls(addr: SocketAddr, mqtt: &MqttConfig, timeout: Duration, now: SystemTime) -> Check {
     const NAME: &str = "broker.tls";
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -309,7 +312,7 @@ pub(super) fn check_tls(
     )
 }
 
-pub(super) fn describe_tls_failure(e: &std::io::Error, mqtt: &MqttConfig, ca_path: &Path) -> Check {
+fn describe_tls_failure(e: &std::io::Error, mqtt: &MqttConfig, ca_path: &Path) -> Check {
     match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         Some(inner) => {
             describe_tls_failure_text(&format!("{inner:?}"), &inner.to_string(), mqtt, ca_path)
@@ -334,12 +337,7 @@ pub(super) fn describe_tls_failure(e: &std::io::Error, mqtt: &MqttConfig, ca_pat
     }
 }
 
-pub(super) fn describe_tls_failure_text(
-    debug: &str,
-    shown: &str,
-    mqtt: &MqttConfig,
-    ca_path: &Path,
-) -> Check {
+fn describe_tls_failure_text(debug: &str, shown: &str, mqtt: &MqttConfig, ca_path: &Path) -> Check {
     let (reason, action) = if debug.contains("UnknownIssuer") || debug.contains("BadSignature") {
         (
             format!(
@@ -383,7 +381,7 @@ pub(super) fn describe_tls_failure_text(
 
 /// MQTT CONNECT with the configured credentials, as `{agent_id}-diag` so the
 /// running daemon's session is left alone.
-pub(super) async fn check_mqtt_connect(config: &Config, deadline: Instant) -> Check {
+async fn check_mqtt_connect(config: &Config, deadline: Instant) -> Check {
     const NAME: &str = "broker.mqtt";
     let agent_id = crate::identity::agent_id(config.agent.id.as_deref())
         .unwrap_or_else(|_| "cpe-agent".to_string());
@@ -470,7 +468,7 @@ pub fn not_after(cert_der: &[u8]) -> Option<u64> {
 }
 
 /// One DER item: (tag, contents, what follows).
-pub(super) fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+fn der_item(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     let (&tag, rest) = input.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, rest) = if first < 0x80 {

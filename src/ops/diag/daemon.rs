@@ -1,12 +1,23 @@
 //! The running daemon as its status file shows it: alive, reporting,
 //! queue, config and recent errors.
 
-use super::*;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-// ---------------------------------------------------------------- daemon
+use super::local::rfc3339;
+use super::{step, Check};
+use crate::report::status_file::{self, AgentStatus};
+use crate::text::clip;
+
+/// A status file older than this means the daemon stopped updating it.
+const STATUS_STALE_S: u64 = 120;
+/// No acknowledged report for this long is a warning.
+const REPORT_STALE_S: u64 = 15 * 60;
+/// Records queued for longer than this are not getting through.
+const QUEUE_STALE_S: u64 = 10 * 60;
 
 /// Whether the daemon runs: systemd when it manages this system, else the pid file.
-pub(super) fn daemon_running(state_dir: &Path, deadline: Instant) -> Result<String, String> {
+fn daemon_running(state_dir: &Path, deadline: Instant) -> Result<String, String> {
     if Path::new("/run/systemd/system").is_dir() {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -37,7 +48,7 @@ pub(super) fn daemon_running(state_dir: &Path, deadline: Instant) -> Result<Stri
     }
 }
 
-pub(super) fn process_alive(pid: u32) -> bool {
+fn process_alive(pid: u32) -> bool {
     let Ok(pid) = i32::try_from(pid) else {
         return false;
     };
@@ -47,7 +58,7 @@ pub(super) fn process_alive(pid: u32) -> bool {
     }
 }
 
-pub(super) fn age(seconds: u64) -> String {
+fn age(seconds: u64) -> String {
     humantime::format_duration(Duration::from_secs(seconds)).to_string()
 }
 

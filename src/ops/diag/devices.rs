@@ -1,13 +1,21 @@
 //! The LAN's devices: each known one over SNMP with its credential, and
 //! (on request) a sweep compared with what the daemon knows.
 
-use super::*;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-// ---------------------------------------------------------------- devices
+use super::{Check, MASK, STEP_TIMEOUT};
+use crate::config::{Config, Credential, SnmpVersion, TargetSet};
+use crate::discover::{self, Plan, Progress};
+use crate::message::{Device, Kind};
+use crate::report::status_file::KnownDevice;
+use crate::snmp::{Client, Oid, Timing};
+use crate::text::clip;
 
 /// The devices to check: the daemon's known devices, else the single hosts
 /// in `discovery.targets`.
-pub(super) fn devices_to_check(
+fn devices_to_check(
     config: &Config,
     known: Vec<KnownDevice>,
     have_status: bool,
@@ -70,7 +78,7 @@ pub(super) async fn check_devices(
     results.into_iter().map(|(_, c)| c).collect()
 }
 
-pub(super) fn describe_credential(c: &Credential) -> String {
+fn describe_credential(c: &Credential) -> String {
     match c.version {
         SnmpVersion::V3 => format!(
             "\"{}\" (v3 user {})",
@@ -85,7 +93,7 @@ pub(super) fn describe_credential(c: &Credential) -> String {
     }
 }
 
-pub(super) async fn snmp_system(
+async fn snmp_system(
     addr: SocketAddr,
     credential: &Credential,
     timing: Timing,
@@ -106,7 +114,7 @@ pub(super) async fn snmp_system(
     Ok((started.elapsed(), descr))
 }
 
-pub(super) async fn check_device(
+async fn check_device(
     id: &str,
     addr: SocketAddr,
     credential: Option<&str>,
@@ -206,7 +214,7 @@ pub(super) async fn check_sweep(
         found: None,
         probed: Some(&step),
     };
-    let devices = discover::sweep_once(&plan, &config.discovery, progress, &mut shutdown)
+    let devices = discover::sweep_once(&plan, progress, &mut shutdown)
         .await
         .devices;
     bar.finish_and_clear();

@@ -2,9 +2,17 @@
 //! (and the secrets to mask), the system clock, the LAN interfaces and the
 //! default route.
 
-use super::*;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-// ---------------------------------------------------------------- config
+use super::{Check, MASK};
+use crate::config::{self, Config};
+use crate::discover::lan;
+
+/// 2025-01-01T00:00:00Z: no clock showing an earlier time can be right.
+pub(super) const CLOCK_FLOOR: u64 = 1_735_689_600;
+/// 2100-01-01T00:00:00Z: later than any plausible clock.
+pub(super) const CLOCK_CEILING: u64 = 4_102_444_800;
 
 pub(super) fn check_config(path: &Path) -> (Check, Option<Config>) {
     match crate::discover::load_config(path, None) {

@@ -18,19 +18,14 @@
 //! `render`.
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use crate::config::{self, Config, Credential, MqttConfig, SnmpVersion, TargetSet};
-use crate::discover::{self, lan, Plan, Progress};
-use crate::message::{Device, Kind};
-use crate::report::status_file::{self, AgentStatus, KnownDevice};
-use crate::snmp::{Client, Oid, Timing};
-use crate::text::clip;
+use crate::discover::lan;
+use crate::report::status_file;
 
 mod broker;
 mod daemon;
@@ -38,13 +33,13 @@ mod devices;
 mod local;
 mod render;
 
+use broker::check_broker;
 pub use broker::not_after;
-use broker::*;
-use daemon::*;
-use devices::*;
-use local::*;
+use daemon::check_daemon;
+use devices::{check_devices, check_sweep};
+use local::{check_clock, check_config, check_lan, check_route, mask, secrets_of};
 pub use render::checks_json;
-use render::*;
+use render::{render, render_json};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -122,18 +117,6 @@ pub struct Options {
 
 /// The longest any single network step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(5);
-/// A certificate expiring sooner than this is a warning.
-const EXPIRY_WARNING_DAYS: u64 = 30;
-/// 2025-01-01T00:00:00Z: no clock showing an earlier time can be right.
-const CLOCK_FLOOR: u64 = 1_735_689_600;
-/// 2100-01-01T00:00:00Z: later than any plausible clock.
-const CLOCK_CEILING: u64 = 4_102_444_800;
-/// A status file older than this means the daemon stopped updating it.
-const STATUS_STALE_S: u64 = 120;
-/// No acknowledged report for this long is a warning.
-const REPORT_STALE_S: u64 = 15 * 60;
-/// Records queued for longer than this are not getting through.
-const QUEUE_STALE_S: u64 = 10 * 60;
 const MASK: &str = "********";
 
 /// Runs the checks, prints them, and returns the exit code.
@@ -277,7 +260,13 @@ fn step(deadline: Instant) -> Duration {
 
 #[cfg(test)]
 mod tests {
+    use super::broker::*;
+    use super::daemon::*;
+    use super::local::{CLOCK_CEILING, CLOCK_FLOOR};
     use super::*;
+    use crate::report::status_file::AgentStatus;
+    use std::path::Path;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn exit_codes_follow_the_worst_result() {

@@ -1,8 +1,8 @@
 //! The checks as a terminal table (with colour when wanted) or as JSON.
 
-use super::*;
+use std::time::{Duration, Instant};
 
-// ---------------------------------------------------------------- output
+use super::{exit_code, mask, run_checks, worst, Check, Options, Status};
 
 /// The checks as the JSON `diag --json` prints, for the remote `diag`
 /// command: run inside the daemon, secrets masked the same way.
@@ -17,7 +17,7 @@ pub(super) fn render_json(checks: &[Check], elapsed: Duration) -> String {
     serde_json::to_string_pretty(&json_value(checks, elapsed)).unwrap_or_default()
 }
 
-pub(super) fn json_value(checks: &[Check], elapsed: Duration) -> serde_json::Value {
+fn json_value(checks: &[Check], elapsed: Duration) -> serde_json::Value {
     let count = |s| checks.iter().filter(|c| c.status == s).count();
     serde_json::json!({
         "status": worst(checks),
