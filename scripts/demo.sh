@@ -19,7 +19,10 @@ pids=()
 agent_pid=""
 cleanup() {
     trap - EXIT INT TERM HUP
-    # When the terminal was closed (SIGHUP) writing to it fails: say it if we can.
+    # The output may be gone: a closed terminal (SIGHUP), or a pipe reader
+    # (`| tee`, `| less`) stopped by the same Ctrl-C. Saying so must not end
+    # the cleanup: no SIGPIPE here, and a failed write is ignored.
+    trap '' PIPE
     { echo; echo "==> stopping the demo"; } >&2 2>/dev/null || true
     # The agent first, so that its "offline" status still reaches the subscriber.
     if [ -n "$agent_pid" ]; then
