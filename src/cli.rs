@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, TargetSpec, CONFIG_ENV, DEFAULT_CONFIG_PATH};
+use crate::discover::classify::{EVIDENCE_RULE, FALLBACK_RULE};
 use crate::discover::{self, Plan, Progress};
 use crate::keys;
 use crate::message::Device;
@@ -466,17 +467,24 @@ pub fn table(devices: &[Device]) -> String {
     out
 }
 
-/// Per device: the rule that decided its kind, and the evidence.
+/// Per device: what decided its kind (a rule, or the weighed evidence with
+/// every signal's votes and each candidate kind's score), and the evidence
+/// for vendor, model, firmware and serial.
 pub fn explain(devices: &[Device]) -> String {
     let mut out = String::new();
     for d in devices {
         let c = &d.inventory.classification;
+        let by = match c.rule.as_str() {
+            EVIDENCE_RULE => "by the weighed evidence".to_string(),
+            FALLBACK_RULE => "for want of evidence".to_string(),
+            rule => format!("by rule {rule}"),
+        };
         out.push_str(&format!(
-            "\n{} ({}): kind {} by rule {}\n",
+            "\n{} ({}): kind {} {by}, confidence {}\n",
             d.socket_addr(),
             d.id,
             c.kind,
-            c.rule
+            c.confidence
         ));
         for reason in &c.evidence {
             out.push_str(&format!("  - {reason}\n"));

@@ -20,6 +20,8 @@ use std::sync::OnceLock;
 use regex_lite::{Regex, RegexBuilder};
 use serde::Deserialize;
 
+use super::evidence::{Facts, Model, RawModel, IP_FORWARDING_OID};
+use super::vendor::VendorFacts;
 use crate::config::{Config, ConfigError};
 use crate::message::{kind_names, Classification, EntityFacts, Kind};
 
@@ -30,8 +32,13 @@ const EMBEDDED_ORIGIN: &str = "embedded rules.toml";
 const ENTERPRISES: &str = "1.3.6.1.4.1.";
 /// How sanitised recordings (and some agents) spell a withheld value.
 const PRIVATE: &str = "<private>";
-/// The id reported when no rule matched.
+/// The id reported when neither a rule nor the evidence decided.
 pub const FALLBACK_RULE: &str = "fallback";
+/// The id reported when the weighed evidence decided the kind.
+pub const EVIDENCE_RULE: &str = "evidence";
+/// The `kind` of a rule that names vendor, model and firmware but leaves the
+/// kind to the weighed evidence.
+const BY_EVIDENCE: &str = "by-evidence";
 
 /// What the collector learned about a device that classification can use.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -50,6 +57,22 @@ pub struct Evidence {
     /// Values of the extra scalar OIDs the rules asked for (see
     /// [`Rules::extra_oids`]), by dotted OID.
     pub extra: BTreeMap<String, String>,
+    /// ifType of every interface (IANAifType numbers; 0 where the device
+    /// gives none), in the order of `if_names`.
+    pub if_types: Vec<u64>,
+    /// Interface MACs, `aa:bb:cc:dd:ee:ff`.
+    pub macs: Vec<String>,
+    /// How many IPv4 addresses the device has, loopback excluded.
+    pub ip_addresses: usize,
+    /// How many ENTITY-MIB entities are ports.
+    pub entity_ports: usize,
+    /// Interface names (ifName, else ifDescr; empty where neither), in the
+    /// order of `if_types`.
+    pub if_names: Vec<String>,
+    /// Ethernet-like interfaces with a connector (ifConnectorPresent =
+    /// true), when the device says for any interface: physical ports, not
+    /// VLANs, bridges and virtual access points.
+    pub physical_ethernet: Option<usize>,
 }
 
 /// A rules file that cannot be used: where it came from, where in it, and what is wrong.
@@ -70,6 +93,8 @@ pub struct Rules {
     /// Probe names an operator file removes (`name = ""`).
     removed_probes: Vec<String>,
     rules: Vec<Rule>,
+    /// The weighed evidence, for devices no rule decides.
+    evidence: Model,
 }
 
 impl Rules {
@@ -86,12 +111,9 @@ impl Rules {
     ///
     /// Probe names may refer to this file's `[probes]` or the embedded ones.
     pub fn from_toml(text: &str, origin: &str) -> Result<Rules, RulesError> {
-        let embedded: Vec<&str> = embedded_ref()
-            .probes
-            .iter()
-            .map(|(name, _)| name.as_str())
-            .collect();
-        parse_rules(text, origin, &embedded)
+        let embedded = embedded_ref().probes();
+        let names: Vec<&str> = embedded.iter().map(|(name, _)| name.as_str()).collect();
+        parse_rules(text, origin, &names)
     }
 
     /// Operator rules first: a rule with the same id as an embedded one
@@ -118,24 +140,42 @@ impl Rules {
             }
         }
         rules.append(&mut base);
-        let known: BTreeSet<&str> = probes.iter().map(|(n, _)| n.as_str()).collect();
+        let mut evidence = self.evidence;
+        evidence.overlay(operator.evidence);
+        let known: BTreeSet<&str> = probes
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(evidence.probes().map(|p| p.name.as_str()))
+            .collect();
         for rule in rules.iter().filter(|r| !r.disabled) {
             for name in rule.probe_names().filter(|n| !known.contains(n)) {
                 tracing::warn!(rule = %rule.id, probe = %name, "rule refers to a probe that is not in the merged probe list; it cannot match");
             }
         }
+        let mut removed_probes = self.removed_probes;
+        removed_probes.extend(operator.removed_probes);
         Rules {
             probes,
-            removed_probes: self.removed_probes,
+            removed_probes,
             rules,
+            evidence,
         }
     }
 
     /// The probe subtrees to check on each device: (name, dotted root OID),
-    /// e.g. ("docsis", "1.3.6.1.2.1.10.127"). One GETNEXT varbind each; they
-    /// fit in a single request.
-    pub fn probes(&self) -> &[(String, String)] {
-        &self.probes
+    /// e.g. ("docsis", "1.3.6.1.2.1.10.127"): the rules' and then the
+    /// evidence layer's (a name both use is asked about once, at the rules'
+    /// root). One GETNEXT varbind each; they fit in a single request.
+    pub fn probes(&self) -> Vec<(String, String)> {
+        let mut probes = self.probes.clone();
+        for probe in self.evidence.probes() {
+            if !probes.iter().any(|(name, _)| *name == probe.name)
+                && !self.removed_probes.contains(&probe.name)
+            {
+                probes.push((probe.name.clone(), probe.root.clone()));
+            }
+        }
+        probes
     }
 
     /// Extra scalar OIDs to GET before [`Rules::classify`], with their values
@@ -148,7 +188,8 @@ impl Rules {
     /// deduplicated, in rule order.
     pub fn extra_oids(&self, evidence: &Evidence) -> Vec<String> {
         let view = View::new(evidence);
-        let mut out: Vec<String> = Vec::new();
+        // ipForwarding tells a router from a host: the evidence weighs it.
+        let mut out: Vec<String> = vec![IP_FORWARDING_OID.to_string()];
         for rule in self.rules.iter().filter(|r| !r.disabled) {
             if rule.matches(&view, Phase::BeforeExtra).is_none() {
                 continue;
@@ -163,25 +204,94 @@ impl Rules {
     }
 
     /// Classifies a device: the first enabled rule whose conditions all hold
-    /// decides the kind; vendor, model, firmware and serial come from that
-    /// rule's extraction, else from ENTITY-MIB. No rule: `other`, rule
-    /// "fallback".
+    /// decides the kind (unless its kind is `by-evidence`); vendor, model,
+    /// firmware and serial come from that rule's extraction, else from the
+    /// vendor tables and ENTITY-MIB. A kind no rule decides is weighed from
+    /// the general evidence ([`Model::weigh`]); with too little evidence it
+    /// is `other`, rule "fallback".
     pub fn classify(&self, evidence: &Evidence) -> Classification {
         let view = View::new(evidence);
-        for rule in self.rules.iter().filter(|r| !r.disabled) {
-            if let Some(reasons) = rule.matches(&view, Phase::Final) {
-                let result = build(rule.kind, &rule.id, Some(rule), reasons, &view);
-                tracing::debug!(rule = %result.rule, kind = %result.kind, "classified");
-                return result;
+        let matched = self
+            .rules
+            .iter()
+            .filter(|r| !r.disabled)
+            .find_map(|rule| Some((rule, rule.matches(&view, Phase::Final)?)));
+        let (rule, mut reasons) = match matched {
+            Some((rule, reasons)) => (Some(rule), reasons),
+            None => (None, vec!["no rule matched".to_string()]),
+        };
+        if let Some(rule) = rule.filter(|r| r.kind.is_none()) {
+            reasons.push(format!(
+                "rule {} names the device; the evidence decides the kind",
+                rule.id
+            ));
+        }
+        let mut result = build(rule, reasons, &view, &self.evidence);
+        match rule.and_then(|r| r.kind.map(|k| (r, k))) {
+            Some((rule, kind)) => {
+                result.kind = kind;
+                result.rule = rule.id.clone();
+                result.confidence = 100;
+            }
+            None => self.weigh(evidence, &view, &mut result),
+        }
+        tracing::debug!(rule = %result.rule, kind = %result.kind, "classified");
+        result
+    }
+
+    /// Decides the kind of `result` from the weighed evidence.
+    fn weigh(&self, evidence: &Evidence, view: &View<'_>, result: &mut Classification) {
+        let entity_texts: Vec<&str> = [EntityField::Descr, EntityField::Name, EntityField::Model]
+            .into_iter()
+            .filter_map(|f| view.entity_field(f))
+            .collect();
+        let sys_descr = view.sys_descr.map(without_host_name);
+        let weighed = self.evidence.weigh(&Facts {
+            enterprise: view.enterprise,
+            sys_descr: sys_descr.as_deref(),
+            sys_services: view.sys_services,
+            subtrees: view.subtrees,
+            entity_texts,
+            if_types: &evidence.if_types,
+            if_names: &evidence.if_names,
+            physical_ethernet: evidence.physical_ethernet,
+            ip_addresses: evidence.ip_addresses,
+            entity_ports: evidence.entity_ports,
+            ip_forwarding: view.extra(IP_FORWARDING_OID).and_then(|v| v.parse().ok()),
+            vendor: result.vendor.as_deref(),
+        });
+        result
+            .evidence
+            .extend(weighed.reasons.iter().map(|r| format!("evidence {r}")));
+        let scores: Vec<String> = weighed
+            .scores
+            .iter()
+            .map(|(kind, score)| format!("{kind} {score}"))
+            .collect();
+        result.evidence.push(if scores.is_empty() {
+            "scores: none".to_string()
+        } else {
+            format!("scores: {}", scores.join(", "))
+        });
+        match weighed.kind {
+            Some(kind) => {
+                result.kind = kind;
+                result.rule = EVIDENCE_RULE.to_string();
+                result.confidence = weighed.confidence;
+                result.evidence.push(format!(
+                    "kind {kind} from the weighed evidence (confidence {})",
+                    weighed.confidence
+                ));
+            }
+            None => {
+                result.kind = Kind::Other;
+                result.rule = FALLBACK_RULE.to_string();
+                result.confidence = 0;
+                result
+                    .evidence
+                    .push("too little evidence for a kind: other".to_string());
             }
         }
-        build(
-            Kind::Other,
-            FALLBACK_RULE,
-            None,
-            vec!["no rule matched".to_string()],
-            &view,
-        )
     }
 
     /// The ids of the rules, in the order they are tried (disabled ones included).
@@ -246,12 +356,16 @@ fn operator_origin(config: &Config) -> String {
 
 fn embedded_ref() -> &'static Rules {
     static EMBEDDED: OnceLock<Rules> = OnceLock::new();
-    EMBEDDED.get_or_init(|| match parse_rules(EMBEDDED_RULES, EMBEDDED_ORIGIN, &[]) {
-        Ok(rules) => rules,
-        Err(e) => {
-            tracing::error!(error = %e, "embedded classification rules are invalid; every device will be `other`");
-            Rules::default()
-        }
+    EMBEDDED.get_or_init(|| {
+        let mut rules = match parse_rules(EMBEDDED_RULES, EMBEDDED_ORIGIN, &[]) {
+            Ok(rules) => rules,
+            Err(e) => {
+                tracing::error!(error = %e, "embedded classification rules are invalid; only the evidence classifies");
+                Rules::default()
+            }
+        };
+        rules.evidence = Model::embedded();
+        rules
     })
 }
 
@@ -348,7 +462,8 @@ enum Extract {
 #[derive(Debug, Clone)]
 struct Rule {
     id: String,
-    kind: Kind,
+    /// `None`: the rule names the device but the evidence decides the kind.
+    kind: Option<Kind>,
     disabled: bool,
     oid_prefixes: Vec<String>,
     enterprises: Vec<u64>,
@@ -536,6 +651,19 @@ impl Rule {
     }
 }
 
+/// A Unix sysDescr ("Linux core-switch 5.10 ...", net-snmp's default) has
+/// the host name second: a name someone chose says nothing of the kind.
+fn without_host_name(descr: &str) -> std::borrow::Cow<'_, str> {
+    const UNIXES: [&str; 6] = ["Linux", "FreeBSD", "NetBSD", "OpenBSD", "Darwin", "SunOS"];
+    let mut words = descr.splitn(3, ' ');
+    match (words.next(), words.next(), words.next()) {
+        (Some(os), Some(_host), rest) if UNIXES.contains(&os) => {
+            format!("{os} {}", rest.unwrap_or_default()).into()
+        }
+        _ => descr.into(),
+    }
+}
+
 /// Component-wise prefix: "1.3.6.1.4.1.9" is a prefix of "1.3.6.1.4.1.9.1.1" but not of "1.3.6.1.4.1.99".
 fn oid_has_prefix(oid: &str, prefix: &str) -> bool {
     oid == prefix || (oid.starts_with(prefix) && oid.as_bytes().get(prefix.len()) == Some(&b'.'))
@@ -581,6 +709,7 @@ struct View<'a> {
     subtrees: &'a BTreeSet<String>,
     entity: Option<&'a EntityFacts>,
     extra: &'a BTreeMap<String, String>,
+    macs: &'a [String],
 }
 
 impl<'a> View<'a> {
@@ -599,6 +728,7 @@ impl<'a> View<'a> {
             subtrees: &e.subtrees,
             entity: e.entity.as_ref(),
             extra: &e.extra,
+            macs: &e.macs,
         }
     }
 
@@ -662,15 +792,29 @@ impl<'a> View<'a> {
     }
 }
 
-/// Assembles a classification: the rule's extraction first, then ENTITY-MIB.
+/// Assembles a classification's vendor, model, firmware and serial: the
+/// rule's extraction first; then the vendor tables (enterprise number,
+/// ENTITY-MIB manufacturer, MAC) for the vendor and ENTITY-MIB for the rest.
+/// The kind is the caller's to decide.
 fn build(
-    kind: Kind,
-    id: &str,
     rule: Option<&Rule>,
     mut evidence: Vec<String>,
     v: &View<'_>,
+    model: &Model,
 ) -> Classification {
     let none: &[Extract] = &[];
+    // A vendor a rule read from the device is still a legal name or a
+    // contract manufacturer now and then: the brand tables see it too.
+    let vendor = match v.extract(rule.map_or(none, |r| &r.vendor)) {
+        Some((fixed, how)) if how == "the rule" => {
+            evidence.push(format!("vendor \"{}\" from the rule", shorten(&fixed)));
+            Some(fixed)
+        }
+        Some((read, how)) => model.vendors.brand(&read).inspect(|brand| {
+            evidence.push(format!("vendor \"{}\" from {how}", shorten(brand)));
+        }),
+        None => None,
+    };
     let mut field = |what: &str, specs: &[Extract], entity: &[EntityField]| -> Option<String> {
         if let Some((value, how)) = v.extract(specs) {
             evidence.push(format!("{what} \"{}\" from {how}", shorten(&value)));
@@ -685,12 +829,7 @@ fn build(
         ));
         Some(value.to_string())
     };
-    let vendor = field(
-        "vendor",
-        rule.map_or(none, |r| &r.vendor),
-        &[EntityField::Mfg],
-    );
-    let model = field(
+    let product_model = field(
         "model",
         rule.map_or(none, |r| &r.model),
         &[EntityField::Model],
@@ -705,13 +844,28 @@ fn build(
         rule.map_or(none, |r| &r.serial),
         &[EntityField::Serial],
     );
+    let vendor = vendor.or_else(|| {
+        let (vendor, how) = model.vendors.resolve(&VendorFacts {
+            enterprise: v.enterprise,
+            sys_descr: v.sys_descr,
+            entity_mfg: v.entity_field(EntityField::Mfg),
+            entity_texts: [EntityField::Descr, EntityField::Model]
+                .into_iter()
+                .filter_map(|f| v.entity_field(f))
+                .collect(),
+            macs: v.macs,
+        })?;
+        evidence.push(format!("vendor \"{}\" from {how}", shorten(&vendor)));
+        Some(vendor)
+    });
     Classification {
-        kind,
+        kind: Kind::Other,
         vendor,
-        model,
+        model: product_model,
         firmware,
         serial,
-        rule: id.to_string(),
+        rule: FALLBACK_RULE.to_string(),
+        confidence: 0,
         evidence,
     }
 }
@@ -727,6 +881,9 @@ struct RawFile {
     probes: BTreeMap<String, String>,
     #[serde(default)]
     rule: Vec<toml::Spanned<toml::Table>>,
+    /// Weights and vocabularies laid over the evidence layer's.
+    #[serde(default)]
+    evidence: Option<RawModel>,
 }
 
 #[derive(Deserialize)]
@@ -839,10 +996,17 @@ fn parse_rules(text: &str, origin: &str, external_probes: &[&str]) -> Result<Rul
         }
         rules.push(rule);
     }
+    let mut evidence = Model::default();
+    if let Some(raw) = raw.evidence {
+        evidence
+            .merge(raw)
+            .map_err(|m| err("[evidence]".to_string(), m))?;
+    }
     Ok(Rules {
         probes,
         removed_probes,
         rules,
+        evidence,
     })
 }
 
@@ -861,9 +1025,18 @@ fn compile_rule(table: toml::Table, known_probes: &BTreeSet<&str>) -> Result<Rul
         return Err("`id` may use only letters, digits, '-' and '_'".into());
     }
     let kind = match (raw.kind, raw.disabled) {
-        (Some(kind), _) => kind.parse::<Kind>()?,
-        (None, true) => Kind::Other,
-        (None, false) => return Err(format!("missing field `kind` (one of {})", kind_names())),
+        (Some(kind), _) if kind == BY_EVIDENCE => None,
+        (Some(kind), _) => Some(
+            kind.parse::<Kind>()
+                .map_err(|e| format!("{e}, or {BY_EVIDENCE}"))?,
+        ),
+        (None, true) => None,
+        (None, false) => {
+            return Err(format!(
+                "missing field `kind` (one of {}, or {BY_EVIDENCE})",
+                kind_names()
+            ))
+        }
     };
 
     let probe_list = |field: &str, value: Option<toml::Value>| -> Result<Vec<String>, String> {
@@ -1284,12 +1457,9 @@ mod tests {
                 "probe {name} = {root} missing"
             );
         }
-        assert!(rules.probes().len() <= 16, "keep the probe list short");
-        // The fallback rules come last, and the ids are what --explain shows.
-        assert_eq!(
-            rules.rule_ids().last().copied(),
-            Some("fallback-bridge-switch-services")
-        );
+        assert!(rules.probes().len() <= 40, "keep the probe list short");
+        // The by-evidence rules come last, and the ids are what --explain shows.
+        assert_eq!(rules.rule_ids().last().copied(), Some("net-snmp-linux"));
         // The same text through the public parser (which also knows the embedded probes).
         Rules::from_toml(EMBEDDED_RULES, "rules.toml")
             .expect("public parser accepts the embedded rules");
@@ -1764,6 +1934,49 @@ subtree = "lab-voip"
     }
 
     #[test]
+    fn operator_evidence_is_laid_over_the_embedded_and_checked() {
+        let operator = Rules::from_toml(
+            "[evidence.vocabulary]\n\"frobnicator\" = { camera = 9 }\n\
+             [evidence.probe.acme]\nroot = \"1.3.6.1.4.1.99999.2\"\nvotes = { pdu = 10 }\n\
+             [evidence.enterprise]\n\"99999\" = { vendor = \"Acme\" }\n",
+            "operator.toml",
+        )
+        .expect("parse");
+        let merged = Rules::embedded().with_overrides(operator);
+        assert!(merged
+            .probes()
+            .iter()
+            .any(|(n, r)| n == "acme" && r == "1.3.6.1.4.1.99999.2"));
+        let c = merged.classify(&Evidence {
+            sys_object_id: Some("1.3.6.1.4.1.99999.1".into()),
+            sys_descr: Some("Frobnicator 3000".into()),
+            ..Evidence::default()
+        });
+        assert_eq!(
+            (c.kind, c.rule.as_str()),
+            (Kind::Camera, EVIDENCE_RULE),
+            "{c:#?}"
+        );
+        assert_eq!(c.vendor.as_deref(), Some("Acme"));
+        let c = merged.classify(&Evidence {
+            subtrees: ["acme".to_string()].into(),
+            ..Evidence::default()
+        });
+        assert_eq!(c.kind, Kind::Pdu, "{c:#?}");
+
+        let err = Rules::from_toml(
+            "[evidence.vocabulary]\n\"x\" = { toaster = 1 }\n",
+            "op.toml",
+        )
+        .expect_err("unknown kind");
+        assert_eq!(err.location, "[evidence]");
+        assert!(err.to_string().contains("toaster"), "{err}");
+        let err =
+            Rules::from_toml("[evidence.colour]\nx = 1\n", "op.toml").expect_err("unknown table");
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
     fn operator_can_disable_a_rule_and_remove_a_probe() {
         let operator = Rules::from_toml(
             "[probes]\nbridge = \"\"\n\n[[rule]]\nid = \"mikrotik-router\"\ndisabled = true\n",
@@ -1839,7 +2052,11 @@ subtree = "lab-voip"
         });
         assert_eq!(c.kind, Kind::Other);
         assert_eq!(c.rule, "fallback");
-        assert_eq!(c.evidence, vec!["no rule matched".to_string()]);
+        assert_eq!(
+            c.evidence.first().map(String::as_str),
+            Some("no rule matched")
+        );
+        assert_eq!(c.confidence, 0);
 
         let c = rules.classify(&Evidence::default());
         assert_eq!((c.kind, c.rule.as_str()), (Kind::Other, "fallback"));
@@ -1850,7 +2067,14 @@ subtree = "lab-voip"
             sys_descr: Some("Linux core-switch 5.10.0-28-amd64 #1 SMP x86_64".into()),
             ..Evidence::default()
         });
-        assert_eq!((c.kind, c.rule.as_str()), (Kind::Other, "net-snmp-linux"));
+        assert_eq!((c.kind, c.rule.as_str()), (Kind::Other, "fallback"));
+        assert!(
+            c.evidence
+                .iter()
+                .any(|e| e.contains("rule net-snmp-linux names the device")),
+            "{:?}",
+            c.evidence
+        );
         assert_eq!(c.firmware.as_deref(), Some("Linux 5.10.0-28-amd64"));
 
         // Garbage does not crash either.
@@ -1892,7 +2116,7 @@ subtree = "lab-voip"
         });
         assert_eq!(
             (switch.kind, switch.rule.as_str()),
-            (Kind::Switch, "fallback-bridge-switch")
+            (Kind::Switch, EVIDENCE_RULE)
         );
         let switch = rules.classify(&Evidence {
             subtrees: ["bridge".to_string()].into(),
@@ -1900,7 +2124,16 @@ subtree = "lab-voip"
             ..Evidence::default()
         });
         assert_eq!(switch.kind, Kind::Switch);
-        assert!(by(&["docsis"]).rule.contains("fallback"));
+        let modem = by(&["docsis"]);
+        assert_eq!(modem.rule, EVIDENCE_RULE);
+        assert!(
+            modem
+                .evidence
+                .iter()
+                .any(|e| e.contains("rule fallback-docsis names the device")),
+            "{:?}",
+            modem.evidence
+        );
     }
 
     // -----------------------------------------------------------------------

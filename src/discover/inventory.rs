@@ -1,9 +1,9 @@
 //! Inventory: what a device is and what it has, read once per sweep.
 //!
 //! For each device that answered the system-group probe, the collector:
-//! 1. checks which MIB subtrees the device has (the rules' probes: one
-//!    multi-varbind GETNEXT), which is evidence for classification and also
-//!    decides what later polls ask for;
+//! 1. checks which MIB subtrees the device has (the rules' and the
+//!    evidence layer's probes: multi-varbind GETNEXTs of 12 roots), which is
+//!    evidence for classification and also decides what later polls ask for;
 //! 2. reads the vendor-specific scalars the matching rules ask for;
 //! 3. walks ENTITY-MIB's entPhysicalTable, IF-MIB's ifTable and ifXTable,
 //!    and the IP address table;
@@ -96,26 +96,67 @@ pub fn evidence(system: &System, subtrees: &BTreeSet<String>) -> Evidence {
 /// tested and fuzzed without a device.
 pub fn assemble(system: System, read: Read, rules: &Rules) -> Inventory {
     let entities = entities_from(&read.entities);
+    let interfaces = interfaces_from(&read.interfaces, &read.interfaces_x);
+    let ip_addresses = ip_addresses_from(&read.ip_addresses);
     let mut evidence = evidence(&system, &read.subtrees);
     evidence.extra = read.extra;
     evidence.entity = chassis(&entities);
+    // One entry per interface in both lists, in the same order (0: no type).
+    evidence.if_types = interfaces.iter().map(|i| i.if_type.unwrap_or(0)).collect();
+    evidence.macs = interfaces.iter().filter_map(|i| i.mac.clone()).collect();
+    evidence.ip_addresses = ip_addresses
+        .iter()
+        .filter(|a| !a.address.starts_with("127."))
+        .count();
+    evidence.entity_ports = entities
+        .iter()
+        .filter(|e| e.class.as_deref() == Some("port"))
+        .count();
+    evidence.if_names = interfaces
+        .iter()
+        .map(|i| i.name.clone().unwrap_or_default())
+        .collect();
+    evidence.physical_ethernet = physical_ethernet(&interfaces, &read.interfaces_x);
     Inventory {
         classification: rules.classify(&evidence),
         system,
-        interfaces: interfaces_from(&read.interfaces, &read.interfaces_x),
+        interfaces,
         entities,
-        ip_addresses: ip_addresses_from(&read.ip_addresses),
+        ip_addresses,
         subtrees: read.subtrees,
         bulk_ok: read.bulk_ok,
     }
+}
+
+/// ifXTable's ifConnectorPresent: true(1) for an interface with a jack.
+const IF_CONNECTOR_PRESENT: u64 = 17;
+
+/// Ethernet-like interfaces with a connector, if the device reports
+/// ifConnectorPresent for any interface at all.
+fn physical_ethernet(interfaces: &[Interface], ifx_rows: &Rows) -> Option<usize> {
+    let connector = |index: u64| {
+        ifx_rows
+            .get(&vec![index])
+            .and_then(|row| number(row, IF_CONNECTOR_PRESENT))
+    };
+    if !interfaces.iter().any(|i| connector(i.index).is_some()) {
+        return None;
+    }
+    Some(
+        interfaces
+            .iter()
+            .filter(|i| i.if_type.is_some_and(|t| [6, 62, 69, 117].contains(&t)))
+            .filter(|i| connector(i.index) == Some(1))
+            .count(),
+    )
 }
 
 /// The rules' probe subtrees that can be asked about: name and root.
 pub fn probe_roots(rules: &Rules) -> Vec<(String, Oid)> {
     rules
         .probes()
-        .iter()
-        .filter_map(|(name, root)| root.parse().ok().map(|oid| (name.clone(), oid)))
+        .into_iter()
+        .filter_map(|(name, root)| root.parse().ok().map(|oid| (name, oid)))
         .collect()
 }
 
@@ -130,17 +171,25 @@ pub fn subtrees_from(probes: &[(String, Oid)], answers: &[(Oid, Value)]) -> BTre
         .collect()
 }
 
-/// Which probe subtrees have at least one object: GETNEXT on each root.
+/// Varbinds per probe request: small enough for an agent that answers at
+/// most 484-byte messages (the least SNMP allows) to fit its reply.
+const PROBES_PER_REQUEST: usize = 12;
+
+/// Which probe subtrees have at least one object: GETNEXT on each root, a
+/// few roots per request. A request that fails costs only its own probes.
 async fn probe_subtrees(client: &mut Client, rules: &Rules) -> BTreeSet<String> {
     let probes = probe_roots(rules);
-    let roots: Vec<Oid> = probes.iter().map(|(_, root)| root.clone()).collect();
-    match client.get_next_many(&roots).await {
-        Ok(answers) => subtrees_from(&probes, &answers),
-        Err(e) => {
-            tracing::debug!(addr = %client.addr(), error = %e, "subtree probe failed");
-            BTreeSet::new()
+    let mut found = BTreeSet::new();
+    for chunk in probes.chunks(PROBES_PER_REQUEST) {
+        let roots: Vec<Oid> = chunk.iter().map(|(_, root)| root.clone()).collect();
+        match client.get_next_many(&roots).await {
+            Ok(answers) => found.extend(subtrees_from(chunk, &answers)),
+            Err(e) => {
+                tracing::debug!(addr = %client.addr(), error = %e, "subtree probe failed");
+            }
         }
     }
+    found
 }
 
 /// ifEntry has 22 columns, ifXEntry 19.

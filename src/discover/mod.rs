@@ -6,14 +6,21 @@
 //!   (the daemon's task [`run`], `cpe-agent discover` and `diag` share it);
 //! - [`inventory`]: the walk of a device that answered, and its stable id;
 //! - [`classify`]: the rules (`rules.toml` plus the operator's) that name
-//!   the kind, vendor and model.
+//!   the kind, vendor and model, and decide what they can;
+//! - [`evidence`]: the general evidence, weighed, for the kind of every
+//!   device no rule decides;
+//! - [`vendor`] and [`registry`]: the vendor from enterprise numbers, ENTITY
+//!   manufacturers and MACs (IANA and IEEE registries, compiled in).
 //!
 //! Its output is [`crate::message::Device`]; the poller takes it from here.
 
 pub mod classify;
+pub mod evidence;
 pub mod inventory;
 pub mod lan;
+pub mod registry;
 pub mod sweep;
+pub mod vendor;
 
 use std::path::Path;
 

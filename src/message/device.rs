@@ -127,11 +127,21 @@ pub enum Kind {
     Ap,
     Ups,
     Printer,
+    /// Power distribution: PDUs, transfer switches, power meters.
+    Pdu,
+    /// Fixed-wireless CPEs and point-to-point / multipoint backhaul radios.
+    Radio,
+    /// Network-attached storage.
+    Nas,
+    /// IP cameras and video recorders.
+    Camera,
+    /// IP desk phones.
+    Phone,
     Other,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 11] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Modem,
         Kind::DslGateway,
         Kind::Ont,
@@ -142,6 +152,11 @@ impl Kind {
         Kind::Ap,
         Kind::Ups,
         Kind::Printer,
+        Kind::Pdu,
+        Kind::Radio,
+        Kind::Nas,
+        Kind::Camera,
+        Kind::Phone,
         Kind::Other,
     ];
 
@@ -158,6 +173,11 @@ impl Kind {
             Kind::Ap => "ap",
             Kind::Ups => "ups",
             Kind::Printer => "printer",
+            Kind::Pdu => "pdu",
+            Kind::Radio => "radio",
+            Kind::Nas => "nas",
+            Kind::Camera => "camera",
+            Kind::Phone => "phone",
             Kind::Other => "other",
         }
     }
@@ -194,8 +214,11 @@ pub struct Classification {
     pub firmware: Option<String>,
     pub serial: Option<String>,
     /// The id of the rule that decided the kind (e.g. "arris-docsis-modem"),
-    /// or "fallback".
+    /// "evidence" when the weighed evidence did, or "fallback".
     pub rule: String,
+    /// 0–100: 100 when a rule decided, the margin of the winning kind when
+    /// the evidence did, 0 for `fallback`.
+    pub confidence: u8,
     /// Human-readable reasons, for `cpe-agent discover --explain`.
     pub evidence: Vec<String>,
 }

@@ -304,6 +304,7 @@ mod tests {
                     firmware: None,
                     serial: None,
                     rule: "test".into(),
+                    confidence: 100,
                     evidence: Vec::new(),
                 },
                 system: System {

@@ -222,6 +222,13 @@ pub fn display_value(value: &Value) -> Option<String> {
         Value::ObjectId(oid) => oid.to_string(),
         other => other.as_u64()?.to_string(),
     };
+    // Many agents (Cisco IOS, Huawei VRP, Comware, Dell, TiMOS) end lines
+    // with CR LF: a line end, not a control character.
+    let text = if text.contains('\r') {
+        text.replace("\r\n", "\n").replace('\r', "\n")
+    } else {
+        text
+    };
     let printable = text
         .chars()
         .all(|c| !c.is_control() || c == '\n' || c == '\t');
@@ -231,6 +238,26 @@ pub fn display_value(value: &Value) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crlf_line_ends_are_text_and_other_controls_are_not() {
+        let ios = Value::OctetString(
+            b"Cisco IOS Software, ISR4300\r\nCopyright (c) 1986-2019\r\n".to_vec(),
+        );
+        assert_eq!(
+            display_value(&ios).as_deref(),
+            Some("Cisco IOS Software, ISR4300\nCopyright (c) 1986-2019")
+        );
+        let lone = Value::OctetString(b"Huawei VRP\rVersion 5".to_vec());
+        assert_eq!(
+            display_value(&lone).as_deref(),
+            Some("Huawei VRP\nVersion 5")
+        );
+        assert_eq!(
+            display_value(&Value::OctetString(b"bell\x07".to_vec())),
+            None
+        );
+    }
 
     #[test]
     fn oids_parse_print_and_nest() {

@@ -168,6 +168,67 @@ fn explain_names_the_rule_and_its_evidence() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("KIND") && text.contains("router"), "{text}");
     assert!(text.contains("by rule"), "{text}");
+    assert!(text.contains("confidence 100"), "{text}");
+}
+
+/// A device no product rule knows is classified from its weighed evidence,
+/// and --explain shows every vote and each candidate's score.
+#[test]
+fn explain_shows_the_weighed_evidence_of_a_device_no_rule_knows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let recording = dir.path().join("unknown-switch.snmprec");
+    let mut lines = vec![
+        "1.3.6.1.2.1.1.1.0|4|Acme Industrial 24-port managed switch".to_string(),
+        "1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.99999.1.2".to_string(),
+        "1.3.6.1.2.1.1.3.0|67|1000".to_string(),
+        "1.3.6.1.2.1.1.5.0|4|acme".to_string(),
+        "1.3.6.1.2.1.1.7.0|2|2".to_string(),
+        "1.3.6.1.2.1.2.1.0|2|26".to_string(),
+    ];
+    for column in [1, 2, 3, 6] {
+        for index in 1..=26 {
+            lines.push(match column {
+                1 => format!("1.3.6.1.2.1.2.2.1.1.{index}|2|{index}"),
+                2 => format!("1.3.6.1.2.1.2.2.1.2.{index}|4|port {index}"),
+                3 => format!("1.3.6.1.2.1.2.2.1.3.{index}|2|6"),
+                _ => format!("1.3.6.1.2.1.2.2.1.6.{index}|4x|00000c0000{index:02x}"),
+            });
+        }
+    }
+    lines.push("1.3.6.1.2.1.4.1.0|2|2".to_string());
+    lines.push("1.3.6.1.2.1.17.1.1.0|4x|00000c000001".to_string());
+    lines.sort_by(|a, b| {
+        let key = |l: &str| -> Vec<u64> {
+            l.split('|')
+                .next()
+                .unwrap_or("")
+                .split('.')
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        };
+        key(a).cmp(&key(b))
+    });
+    std::fs::write(&recording, lines.join("\n") + "\n").expect("write");
+    let sim = SnmpSim::start_lan(&[&recording], "127.0.1", 141);
+    let target = format!("127.0.1.141:{}", sim.port());
+    let out = agent::run(&["discover", "--explain", "--target", &target]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("kind switch by the weighed evidence"),
+        "{text}"
+    );
+    assert!(text.contains("scores: switch"), "{text}");
+    assert!(text.contains("ethernet-ports-24"), "{text}");
+    assert!(text.contains("bridge MIB answers"), "{text}");
+    let found = discover(&["--target", &target]);
+    assert_eq!(found[0]["kind"], "switch");
+    assert_eq!(found[0]["rule"], "evidence");
+    // No registered owner of enterprise 99999: the MACs name the maker.
+    assert_eq!(found[0]["vendor"], "Cisco");
+    assert!(found[0]["confidence"]
+        .as_u64()
+        .is_some_and(|c| c > 0 && c < 100));
 }
 
 fn v3_config(dir: &std::path::Path, snmpd: &Snmpd, credentials: &str) -> std::path::PathBuf {

@@ -9,6 +9,7 @@ mod support;
 
 mod agent;
 mod bundle;
+mod classification;
 mod cli;
 mod daemon;
 mod diag;

@@ -166,8 +166,9 @@ fn every_example_in_the_docs_is_valid() {
 
 #[test]
 fn the_docs_show_every_kind_of_event_and_both_states() {
-    let event_schema: Value =
+    let mut event_schema: Value =
         serde_json::from_str(include_str!("../../docs/schemas/event.json")).expect("JSON");
+    schema::close_open_enums(&mut event_schema);
     let kinds: Vec<&str> = event_schema["properties"]["event"]["enum"]
         .as_array()
         .expect("event enum")
@@ -211,6 +212,43 @@ fn an_unknown_event_is_rejected() {
     assert_mentions(
         &rejected(&topic, &event),
         &["/event", "docs/schemas/event.json"],
+    );
+}
+
+/// A NOC validating with the published files accepts an enumeration value a
+/// newer v1 agent adds (a new kind, a new event); the agent's own tests,
+/// which close the enumerations, do not.
+#[test]
+fn published_enumerations_are_open_and_the_agents_tests_keep_them_closed() {
+    let (topic, mut device) = example("/inventory", |v| v.get("kind").is_some());
+    device["kind"] = json!("toaster");
+    assert_mentions(&rejected(&topic, &device), &["/kind"]);
+
+    let (file, text) = SCHEMA_FILES
+        .iter()
+        .find(|(file, _)| *file == "inventory.json")
+        .expect("inventory.json");
+    let published: Value = serde_json::from_str(text).expect("JSON");
+    let mut compiler = boon::Compiler::new();
+    let mut schemas = boon::Schemas::new();
+    let url = format!("file:///published/{file}");
+    compiler.add_resource(&url, published.clone()).expect("add");
+    let index = compiler.compile(&url, &mut schemas).expect("compiles");
+    assert!(
+        schemas.validate(&device, index).is_ok(),
+        "the published inventory schema rejects a new kind"
+    );
+    device["kind"] = json!("Toaster Oven!");
+    assert!(
+        schemas.validate(&device, index).is_err(),
+        "an open enumeration still has a shape"
+    );
+
+    let mut closed = published;
+    schema::close_open_enums(&mut closed);
+    assert!(
+        !closed.to_string().contains("open_enum\"}"),
+        "closing leaves no open branch"
     );
 }
 

@@ -183,8 +183,9 @@ fn compile_file(
     file: &str,
     text: &str,
 ) -> boon::SchemaIndex {
-    let json: Value = serde_json::from_str(text)
+    let mut json: Value = serde_json::from_str(text)
         .unwrap_or_else(|e| panic!("docs/schemas/{file} is not JSON: {e}"));
+    close_open_enums(&mut json);
     let location = schema_location(file);
     compiler
         .add_resource(&location, json)
@@ -192,6 +193,38 @@ fn compile_file(
     compiler
         .compile(&location, schemas)
         .unwrap_or_else(|e| panic!("docs/schemas/{file} is not a valid schema: {e:#}"))
+}
+
+/// The published files' enumerations are open (`anyOf: [{enum}, open_enum]`,
+/// so a NOC's validator accepts values a newer agent adds). The agent's own
+/// messages are held to the listed values: a misspelt or undocumented value
+/// fails its tests. This closes them again.
+pub fn close_open_enums(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let open =
+                map.get("anyOf")
+                    .and_then(Value::as_array)
+                    .and_then(|any| match any.as_slice() {
+                        [listed @ Value::Object(_), reference]
+                            if reference.get("$ref").and_then(Value::as_str)
+                                == Some("#/$defs/open_enum") =>
+                        {
+                            Some(listed.clone())
+                        }
+                        _ => None,
+                    });
+            if let Some(Value::Object(listed)) = open {
+                map.remove("anyOf");
+                map.extend(listed);
+            }
+            for child in map.values_mut() {
+                close_open_enums(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(close_open_enums),
+        _ => {}
+    }
 }
 
 /// Where a schema file is registered with the validator (its `$id` inside

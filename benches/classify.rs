@@ -1,0 +1,203 @@
+//! Classification cost: what [`cpe_agent::discover::inventory::assemble`]
+//! (tables → inventory, rules, weighed evidence, vendor tables and
+//! registries) costs per device, in-process, on every recording of
+//! `../shared/devices-dev/` and `../shared/devices/`.
+//!
+//! ```text
+//! cargo bench --bench classify              # 20 rounds
+//! cargo bench --bench classify -- --quick   # 2 rounds (CI: keeps it working)
+//! CLASSIFY_EXPLAIN=airos,zebra cargo bench --bench classify -- --quick
+//!                                            # and the evidence of these recordings
+//! ```
+//!
+//! Each recording is read as a device would answer: the system group, the
+//! probe subtrees that have an object, the scalars the rules ask for, and the
+//! entity, interface and address tables. Only `assemble` is timed. Prints
+//! mean, median, 99th percentile and worst per device; nothing is asserted.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cpe_agent::discover::inventory::{self, Read};
+use cpe_agent::discover::Rules;
+use cpe_agent::message::System;
+use cpe_agent::snmp::walk::rows_from;
+use cpe_agent::snmp::{display_value, Oid, Value};
+
+type Recording = BTreeMap<Oid, Value>;
+
+fn parse_value(tag: &str, text: &str) -> Option<Value> {
+    let hex = |t: &str| -> Option<Vec<u8>> {
+        (0..t.len() / 2)
+            .map(|i| u8::from_str_radix(t.get(i * 2..i * 2 + 2)?, 16).ok())
+            .collect()
+    };
+    Some(match tag {
+        "2" => Value::Integer(text.parse().ok()?),
+        "4" => Value::OctetString(text.as_bytes().to_vec()),
+        "4x" => Value::OctetString(hex(text)?),
+        "6" => Value::ObjectId(text.parse().ok()?),
+        "64" => {
+            let ip: std::net::Ipv4Addr = text.parse().ok()?;
+            Value::IpAddress(ip.octets())
+        }
+        "64x" => Value::IpAddress(hex(text)?.try_into().ok()?),
+        "65" => Value::Counter32(text.parse().ok()?),
+        "66" => Value::Gauge32(text.parse().ok()?),
+        "67" => Value::TimeTicks(text.parse().ok()?),
+        "70" => Value::Counter64(text.parse().ok()?),
+        _ => return None,
+    })
+}
+
+fn read_recording(path: &Path) -> Recording {
+    let text = std::fs::read(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, '|');
+            let (oid, tag, value) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((oid.parse().ok()?, parse_value(tag, value)?))
+        })
+        .collect()
+}
+
+fn under(rec: &Recording, root: &Oid) -> Vec<(Oid, Value)> {
+    rec.range(root.clone()..)
+        .take_while(|(oid, _)| oid.starts_with(root))
+        .map(|(o, v)| (o.clone(), v.clone()))
+        .collect()
+}
+
+/// What the collector would have read from this device.
+fn device(rec: &Recording, rules: &Rules) -> (System, Read) {
+    let text = |oid: &str| {
+        oid.parse::<Oid>()
+            .ok()
+            .and_then(|o| rec.get(&o))
+            .and_then(display_value)
+    };
+    let system = System {
+        sys_descr: text("1.3.6.1.2.1.1.1.0"),
+        sys_object_id: text("1.3.6.1.2.1.1.2.0"),
+        sys_name: text("1.3.6.1.2.1.1.5.0"),
+        sys_services: text("1.3.6.1.2.1.1.7.0").and_then(|s| s.parse().ok()),
+        ..System::default()
+    };
+    let probes = inventory::probe_roots(rules);
+    let answers: Vec<(Oid, Value)> = probes
+        .iter()
+        .map(|(_, root)| {
+            rec.range(root.clone()..)
+                .next()
+                .map(|(o, v)| (o.clone(), v.clone()))
+                .unwrap_or((root.clone(), Value::EndOfMibView))
+        })
+        .collect();
+    let subtrees = inventory::subtrees_from(&probes, &answers);
+    let extra = rules
+        .extra_oids(&inventory::evidence(&system, &subtrees))
+        .into_iter()
+        .filter_map(|oid| Some((oid.clone(), text(&oid)?)))
+        .collect();
+    let table = |dotted: &str| {
+        let entry: Oid = dotted.parse().expect("entry OID");
+        rows_from(&entry, under(rec, &entry))
+    };
+    let read = Read {
+        subtrees,
+        extra,
+        entities: table("1.3.6.1.2.1.47.1.1.1.1"),
+        interfaces: table("1.3.6.1.2.1.2.2.1"),
+        interfaces_x: table("1.3.6.1.2.1.31.1.1.1"),
+        ip_addresses: table("1.3.6.1.2.1.4.20.1"),
+        bulk_ok: true,
+    };
+    (system, read)
+}
+
+fn recordings() -> Vec<PathBuf> {
+    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    let mut files = Vec::new();
+    for dir in ["devices-dev", "devices"] {
+        let dir = shared.join(dir);
+        let entries = std::fs::read_dir(&dir).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (the shared recordings sit beside the repository)",
+                dir.display()
+            )
+        });
+        files.extend(
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "snmprec")),
+        );
+    }
+    files.sort();
+    files
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let rounds = if quick { 2 } else { 20 };
+    let rules = Rules::embedded();
+    let files = recordings();
+    let devices: Vec<(System, Read)> = files
+        .iter()
+        .map(|p| device(&read_recording(p), &rules))
+        .collect();
+    let explain = std::env::var("CLASSIFY_EXPLAIN").unwrap_or_default();
+    for stem in explain.split(',').filter(|s| !s.is_empty()) {
+        let Some(at) = files
+            .iter()
+            .position(|p| p.file_stem().is_some_and(|s| s == stem))
+        else {
+            println!("{stem}: no such recording");
+            continue;
+        };
+        let (system, read) = devices[at].clone();
+        let c = inventory::assemble(system, read, &rules).classification;
+        println!(
+            "{stem}: {} ({}, confidence {}), vendor {:?}",
+            c.kind, c.rule, c.confidence, c.vendor
+        );
+        for line in &c.evidence {
+            println!("  - {line}");
+        }
+    }
+    let mut per_device: Vec<Duration> = Vec::new();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    for round in 0..rounds {
+        for (system, read) in &devices {
+            let (system, read) = (system.clone(), read.clone());
+            let started = Instant::now();
+            let inventory = inventory::assemble(system, read, &rules);
+            per_device.push(started.elapsed());
+            if round == 0 {
+                *kinds
+                    .entry(inventory.classification.kind.to_string())
+                    .or_default() += 1;
+            }
+        }
+    }
+    per_device.sort();
+    let n = per_device.len();
+    let total: Duration = per_device.iter().sum();
+    let at = |q: f64| per_device[((n as f64 * q) as usize).min(n - 1)];
+    println!(
+        "classification: inventory::assemble per device, {} devices x {rounds} rounds",
+        devices.len()
+    );
+    println!("| mean | median | p99 | worst |");
+    println!("| --- | --- | --- | --- |");
+    println!(
+        "| {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
+        total.as_secs_f64() * 1e6 / n as f64,
+        at(0.5).as_secs_f64() * 1e6,
+        at(0.99).as_secs_f64() * 1e6,
+        per_device[n - 1].as_secs_f64() * 1e6
+    );
+    let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+    println!("kinds (first round): {}", kinds.join(", "));
+}

@@ -1,0 +1,526 @@
+//! Who made a device, in the name a NOC uses.
+//!
+//! A device says who made it in several ways, none of them reliable alone:
+//! the enterprise number of its sysObjectID (registered to a legal name,
+//! sometimes of a company since acquired, sometimes of the OEM platform it
+//! runs), ENTITY-MIB's manufacturer field (sometimes the contract
+//! manufacturer or the chip vendor), and its MACs (registered to whoever
+//! bought the block, often the maker). [`Vendors::resolve`] weighs them in
+//! that order of trust, with the public facts of `vendors.toml`: aliases of
+//! enterprise numbers, brands of legal names, and names that are never a
+//! device's vendor.
+
+use std::collections::BTreeMap;
+
+use super::registry;
+use crate::message::Kind;
+
+/// Votes for kinds: what a vendor mostly makes, what a signal says.
+pub type Votes = Vec<(Kind, i32)>;
+
+/// Facts about one enterprise number, from `vendors.toml`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Enterprise {
+    /// The brand the number stands for, when the registry's name is not it.
+    pub vendor: Option<String>,
+    /// What this vendor mostly makes.
+    pub makes: Votes,
+    /// The arc says nothing about the maker (net-snmp's own).
+    pub generic: bool,
+    /// The arc belongs to a platform many brands ship: prefer the MAC or the
+    /// device's own words.
+    pub oem: bool,
+}
+
+/// The vendor tables.
+#[derive(Debug, Clone, Default)]
+pub struct Vendors {
+    pub(super) enterprises: BTreeMap<u64, Enterprise>,
+    /// Name key (see [`name_key`]) → brand.
+    brands: BTreeMap<String, String>,
+    /// Name keys that are never a vendor (prefixes).
+    not_vendor: Vec<String>,
+    /// Name key of every brand the tables know (enterprise vendors and
+    /// `[brand]` values) → the brand, and what it mostly makes if the
+    /// enterprise table says: rebuilt by [`Vendors::reindex`].
+    known: BTreeMap<String, (String, Option<Votes>)>,
+}
+
+/// What the device said that names its maker.
+#[derive(Debug, Default)]
+pub struct VendorFacts<'a> {
+    pub enterprise: Option<u64>,
+    pub sys_descr: Option<&'a str>,
+    pub entity_mfg: Option<&'a str>,
+    /// ENTITY-MIB chassis description and model: the device's own words.
+    pub entity_texts: Vec<&'a str>,
+    /// Interface MACs as reported (`aa:bb:cc:dd:ee:ff`).
+    pub macs: &'a [String],
+}
+
+/// Legal forms and filler that are not part of a brand, dropped from the end
+/// of an organisation's name.
+const FILLER: &[&str] = &[
+    "inc",
+    "incorporated",
+    "corp",
+    "corporation",
+    "co",
+    "company",
+    "ltd",
+    "limited",
+    "llc",
+    "lp",
+    "gmbh",
+    "mbh",
+    "ag",
+    "kg",
+    "sa",
+    "sas",
+    "sarl",
+    "srl",
+    "spa",
+    "bv",
+    "nv",
+    "ab",
+    "oy",
+    "oyj",
+    "as",
+    "asa",
+    "aps",
+    "pty",
+    "plc",
+    "kk",
+    "se",
+    "pte",
+    "pvt",
+    "sdn",
+    "bhd",
+    "cv",
+    "de",
+    "technologies",
+    "technology",
+    "tech",
+    "systems",
+    "system",
+    "networks",
+    "network",
+    "networking",
+    "communications",
+    "communication",
+    "electronics",
+    "electronic",
+    "industrial",
+    "industries",
+    "industry",
+    "international",
+    "intl",
+    "group",
+    "holdings",
+    "holding",
+    "solutions",
+    "products",
+    "manufacturing",
+    "mfg",
+    "labs",
+    "laboratories",
+    "computer",
+    "computers",
+    "telecom",
+    "telecommunications",
+    "the",
+    "and",
+    "of",
+];
+/// Places Chinese companies put before their name ("Shenzhen Foo Co., Ltd").
+const PLACES: &[&str] = &[
+    "shenzhen",
+    "guangzhou",
+    "guangdong",
+    "beijing",
+    "shanghai",
+    "hangzhou",
+    "zhejiang",
+    "xiamen",
+    "fujian",
+    "wuhan",
+    "chengdu",
+    "nanjing",
+    "suzhou",
+    "dongguan",
+    "jiangsu",
+    "shandong",
+    "qingdao",
+    "tianjin",
+    "zhuhai",
+    "fuzhou",
+    "hunan",
+    "sichuan",
+    "anhui",
+    "hefei",
+    "ningbo",
+    "foshan",
+    "zhongshan",
+    "huizhou",
+];
+
+/// Lower-case words of a name: letters and digits only, legal forms kept.
+fn words(name: &str) -> Vec<String> {
+    let name = name.split('(').next().unwrap_or_default();
+    name.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .filter(|w| !w.starts_with("http") && w != "www" && w != "com")
+        .collect()
+}
+
+/// The key a name is known by: its words without trailing legal forms and
+/// filler, nor a leading place name, joined by spaces ("TP-LINK
+/// TECHNOLOGIES CO.,LTD." → "tp link").
+pub fn name_key(name: &str) -> String {
+    let mut words = words(name);
+    while words.len() > 1 && words.last().is_some_and(|w| FILLER.contains(&w.as_str())) {
+        words.pop();
+    }
+    if words.len() > 1 && PLACES.contains(&words[0].as_str()) {
+        words.remove(0);
+    }
+    words.join(" ")
+}
+
+/// The words of `name` as it is written, cut where [`name_key`] cuts.
+fn trimmed_name(name: &str) -> String {
+    let key_len = name_key(name).split(' ').count();
+    let original = name.split('(').next().unwrap_or_default();
+    let written: Vec<&str> = original
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '&' && c != '+'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    // Skip a leading place name the key dropped.
+    let skip = usize::from(
+        written
+            .first()
+            .is_some_and(|w| PLACES.contains(&w.to_lowercase().as_str()))
+            && name_key(name).split(' ').next()
+                != written.first().map(|w| w.to_lowercase()).as_deref(),
+    );
+    // Hyphenated words count as several key words.
+    let mut taken = Vec::new();
+    let mut count = 0;
+    for w in written.iter().skip(skip) {
+        if count >= key_len {
+            break;
+        }
+        count += w
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|p| !p.is_empty())
+            .count();
+        taken.push(*w);
+    }
+    taken.join(" ")
+}
+
+impl Vendors {
+    pub(super) fn add_brand(&mut self, key: &str, brand: String) {
+        self.brands.insert(name_key(key), brand);
+    }
+
+    /// Lays an operator's tables over these (same key: replaced).
+    pub(super) fn overlay(&mut self, other: Vendors) {
+        self.enterprises.extend(other.enterprises);
+        self.brands.extend(other.brands);
+        for name in other.not_vendor {
+            if !self.not_vendor.contains(&name) {
+                self.not_vendor.push(name);
+            }
+        }
+        self.reindex();
+    }
+
+    /// Rebuilds the index of known brands after the tables changed.
+    pub(super) fn reindex(&mut self) {
+        let mut known: BTreeMap<String, (String, Option<Votes>)> = BTreeMap::new();
+        for brand in self.brands.values() {
+            known
+                .entry(name_key(brand))
+                .or_insert_with(|| (brand.clone(), None));
+        }
+        for e in self.enterprises.values() {
+            let Some(vendor) = &e.vendor else { continue };
+            let slot = known
+                .entry(name_key(vendor))
+                .or_insert_with(|| (vendor.clone(), None));
+            if slot.1.is_none() && !e.makes.is_empty() {
+                slot.1 = Some(e.makes.clone());
+            }
+        }
+        for (key, brand) in &self.brands {
+            known
+                .entry(key.clone())
+                .or_insert_with(|| (brand.clone(), None));
+        }
+        self.known = known;
+    }
+
+    pub(super) fn add_not_vendor(&mut self, name: &str) {
+        let key = name_key(name);
+        if !key.is_empty() && !self.not_vendor.contains(&key) {
+            self.not_vendor.push(key);
+        }
+    }
+
+    /// The brand of an organisation or manufacturer name; `None` for names
+    /// that are never a device's vendor (contract manufacturers, chip
+    /// vendors) and for text that is not a name (serials, part codes).
+    pub fn brand(&self, name: &str) -> Option<String> {
+        let full = words(name).join(" ");
+        let key = name_key(name);
+        if key.is_empty() || !looks_like_a_name(name) {
+            return None;
+        }
+        let starts =
+            |name: &str, prefix: &str| name == prefix || name.starts_with(&format!("{prefix} "));
+        if self
+            .not_vendor
+            .iter()
+            .any(|n| starts(&key, n) || starts(&full, n))
+        {
+            return None;
+        }
+        if let Some(brand) = self.brands.get(&full).or_else(|| self.brands.get(&key)) {
+            return Some(brand.clone());
+        }
+        Some(trimmed_name(name)).filter(|n| !n.is_empty())
+    }
+
+    /// What the maker mostly makes: by enterprise number when the table has
+    /// the number (a sub-brand's arc says what that arc makes, or nothing),
+    /// else by the brand (a vendor found from its MAC or its words).
+    pub fn makes(&self, enterprise: Option<u64>, vendor: &str) -> Option<&Votes> {
+        match enterprise.and_then(|n| self.enterprises.get(&n)) {
+            Some(e) if !e.generic && !e.oem => Some(&e.makes).filter(|m| !m.is_empty()),
+            _ => self.known.get(&name_key(vendor))?.1.as_ref(),
+        }
+    }
+
+    /// The vendor and how it was found.
+    pub fn resolve(&self, facts: &VendorFacts<'_>) -> Option<(String, String)> {
+        let entry = facts.enterprise.and_then(|n| self.enterprises.get(&n));
+        let says_nothing = facts.enterprise.is_none() || entry.is_some_and(|e| e.generic);
+        let oem = entry.is_some_and(|e| e.oem);
+        let own_words = compact(
+            &std::iter::once(facts.sys_descr.unwrap_or_default())
+                .chain(facts.entity_mfg)
+                .chain(facts.entity_texts.iter().copied())
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        let named = facts.sys_descr.and_then(|d| self.named_first(d));
+        let by_enterprise = (!says_nothing && !oem)
+            .then(|| self.by_enterprise(facts.enterprise?, entry, &own_words, named.as_ref()))
+            .flatten();
+        let by_entity = facts
+            .entity_mfg
+            .and_then(|m| self.brand(m))
+            .map(|b| (b, "ENTITY-MIB entPhysicalMfgName".to_string()));
+        if let Some((vendor, how)) = by_enterprise {
+            // The device's own words win where the registry's owner is not
+            // mentioned at all and the stated manufacturer is.
+            if let Some((stated, stated_how)) = &by_entity {
+                let descr = compact(facts.sys_descr.unwrap_or_default());
+                if compact(stated) != compact(&vendor)
+                    && descr.contains(&compact(stated))
+                    && !descr.contains(&compact(&vendor))
+                {
+                    return Some((stated.clone(), format!("{stated_how}, named in sysDescr")));
+                }
+            }
+            return Some((vendor, how));
+        }
+        by_entity
+            .or_else(|| self.by_mac(facts.macs))
+            .or(named)
+            .or_else(|| {
+                let vendor = entry.filter(|e| e.oem)?.vendor.as_deref()?;
+                let brand = self.brand(vendor)?;
+                Some((brand, "the platform's enterprise number".to_string()))
+            })
+    }
+
+    /// The brand of an enterprise number: the alias table's, else the
+    /// registered owner's. Where the device does not mention that brand but
+    /// calls itself by another (the registered owner's name where the alias
+    /// names an acquirer, "3Com SuperStack"; or a known brand its sysDescr
+    /// begins with, an OEM's), the device is believed.
+    fn by_enterprise(
+        &self,
+        number: u64,
+        entry: Option<&Enterprise>,
+        own_words: &str,
+        named: Option<&(String, String)>,
+    ) -> Option<(String, String)> {
+        let owner = registry::enterprise_owner(number);
+        let owner_brand = owner.as_deref().and_then(|o| self.brand(o));
+        let mentioned = |brand: &str| {
+            let brand = compact(brand);
+            brand.len() >= 3 && own_words.contains(&brand)
+        };
+        let alias = entry.and_then(|e| e.vendor.clone());
+        let primary = match (&alias, &owner_brand, &owner) {
+            (Some(alias), _, _) => (alias.clone(), format!("enterprise {number} (vendors.toml)")),
+            (None, Some(brand), Some(owner)) => (
+                brand.clone(),
+                format!("enterprise {number}, registered to \"{owner}\""),
+            ),
+            _ => return named.cloned(),
+        };
+        if mentioned(&primary.0) {
+            return Some(primary);
+        }
+        if let Some(brand) = owner_brand.filter(|b| alias.is_some() && mentioned(b)) {
+            let how = format!("enterprise {number}, registered to the name the device uses");
+            return Some((brand, how));
+        }
+        match named {
+            Some((brand, how)) if compact(brand) != compact(&primary.0) => Some((
+                brand.clone(),
+                format!("{how}, not {} of enterprise {number}", primary.0),
+            )),
+            _ => Some(primary),
+        }
+    }
+
+    /// A known brand as the first word(s) of sysDescr ("Apple AirPort",
+    /// "Meraki MS"): devices that state nothing else often say this.
+    fn named_first(&self, descr: &str) -> Option<(String, String)> {
+        let words: Vec<String> = words(descr).into_iter().take(3).collect();
+        (1..=words.len().min(2)).rev().find_map(|n| {
+            let key = words[..n].join(" ");
+            let brand = self.known_brand(&key)?;
+            Some((brand, format!("sysDescr begins with the brand \"{key}\"")))
+        })
+    }
+
+    /// The brand a key stands for, if the tables know it as a brand.
+    fn known_brand(&self, key: &str) -> Option<String> {
+        self.known.get(key).map(|(brand, _)| brand.clone())
+    }
+
+    /// The owner of the lowest globally administered MAC's block.
+    fn by_mac(&self, macs: &[String]) -> Option<(String, String)> {
+        let mac = macs
+            .iter()
+            .filter_map(|m| registry::parse_mac(m))
+            .filter(|m| registry::globally_administered(*m))
+            .min()?;
+        let owner = registry::mac_owner(mac)?;
+        let brand = self.brand(&owner)?;
+        let shown = mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>();
+        Some((
+            brand,
+            format!("MAC {} registered to \"{owner}\"", shown.join(":")),
+        ))
+    }
+}
+
+/// Lower-case letters and digits only.
+fn compact(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_alphanumeric())
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// A manufacturer name has letters, is short, and is not a serial or part
+/// code (a long run of digits, or more digits than letters).
+fn looks_like_a_name(text: &str) -> bool {
+    let letters = text.chars().filter(|c| c.is_alphabetic()).count();
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    let longest_digit_run = text
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    letters >= 1 && digits <= letters + 1 && longest_digit_run < 5 && text.chars().count() <= 80
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vendors() -> Vendors {
+        let mut v = Vendors::default();
+        v.add_brand("tp link", "TP-Link".into());
+        v.add_brand("hewlett packard", "HP".into());
+        v.add_brand("hewlett packard enterprise", "HPE".into());
+        v.add_not_vendor("Realtek");
+        v.add_not_vendor("Sanmina");
+        v.reindex();
+        v
+    }
+
+    #[test]
+    fn legal_names_become_brands() {
+        let v = vendors();
+        assert_eq!(v.brand("Cisco Systems, Inc.").as_deref(), Some("Cisco"));
+        assert_eq!(
+            v.brand("TP-LINK TECHNOLOGIES CO.,LTD.").as_deref(),
+            Some("TP-Link")
+        );
+        assert_eq!(
+            v.brand("Hewlett Packard Enterprise").as_deref(),
+            Some("HPE")
+        );
+        assert_eq!(v.brand("Hewlett-Packard Company").as_deref(), Some("HP"));
+        assert_eq!(
+            v.brand("Shenzhen Acme Technology Co., Ltd").as_deref(),
+            Some("Acme")
+        );
+        assert_eq!(
+            v.brand("Juniper Networks, Inc. (https://www.juniper.net)")
+                .as_deref(),
+            Some("Juniper")
+        );
+    }
+
+    #[test]
+    fn contract_manufacturers_serials_and_part_codes_are_not_vendors() {
+        let v = vendors();
+        for bad in [
+            "Realtek Semiconductor Corp.",
+            "Sanmina-SCI",
+            "FOC12345678",
+            "800-12345-01",
+            "",
+            "-",
+        ] {
+            assert_eq!(v.brand(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_generic_enterprise_falls_back_to_the_mac() {
+        let mut v = vendors();
+        v.enterprises.insert(
+            8072,
+            Enterprise {
+                generic: true,
+                ..Enterprise::default()
+            },
+        );
+        let macs = [
+            "02:00:00:00:00:01".to_string(),
+            "00:00:0c:12:34:56".to_string(),
+        ];
+        let (vendor, how) = v
+            .resolve(&VendorFacts {
+                enterprise: Some(8072),
+                macs: &macs,
+                ..VendorFacts::default()
+            })
+            .expect("a vendor from the MAC");
+        assert_eq!(vendor, "Cisco", "{how}");
+        assert!(how.contains("00:00:0c:12:34:56"), "{how}");
+    }
+}
