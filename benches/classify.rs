@@ -139,7 +139,9 @@ fn recordings() -> Vec<PathBuf> {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    // `cargo test --all-targets` runs benches without `--bench`: quick.
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
     let rounds = if quick { 2 } else { 20 };
     let rules = Rules::embedded();
     let files = recordings();
@@ -148,6 +150,7 @@ fn main() {
         .map(|p| device(&read_recording(p), &rules))
         .collect();
     let explain = std::env::var("CLASSIFY_EXPLAIN").unwrap_or_default();
+    let explaining = Rules::embedded().explaining();
     for stem in explain.split(',').filter(|s| !s.is_empty()) {
         let Some(at) = files
             .iter()
@@ -157,7 +160,7 @@ fn main() {
             continue;
         };
         let (system, read) = devices[at].clone();
-        let c = inventory::assemble(system, read, &rules).classification;
+        let c = inventory::assemble(system, read, &explaining).classification;
         println!(
             "{stem}: {} ({}, confidence {}), vendor {:?}",
             c.kind, c.rule, c.confidence, c.vendor

@@ -29,7 +29,10 @@ What is kept:
     box on a LAN. The rule: keep an enterprise number when its organisation
     also holds an IEEE MAC assignment (MA-L, MA-M, MA-S or IAB) -- the
     organisations that make networked hardware -- or when the number is in
-    the optional keep-list (--keep FILE: one number per line, '#' comments).
+    the optional keep-list (--keep FILE: one number per line, '#' comments),
+    or when src/discover/vendors.toml's [enterprise] table names it (the
+    aliases: their registered owner is what the agent checks a device's
+    own words against).
     Organisations are matched by a key (see match_key): lower-case, accents
     folded, camelCase split, parentheses and URLs dropped, punctuation
     dropped, legal-form and filler words (inc, ltd, gmbh, systems,
@@ -246,6 +249,19 @@ def read_keep(path):
     return keep
 
 
+def read_vendor_numbers(path):
+    """The enterprise numbers vendors.toml names: their registered owner is
+    what the agent checks the device's own words against when the alias
+    names a later owner (an old Xirrus AP under Cambium's alias)."""
+    import tomllib
+    try:
+        with open(path, "rb") as f:
+            table = tomllib.load(f).get("enterprise", {})
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        die(f"{path}: {e}")
+    return {int(k) for k in table if k.isdigit()}
+
+
 def joined(table):
     """key -> one name (distinct names of a key joined with ' / ')."""
     return {k: clean_name(" / ".join(v)) for k, v in table.items()}
@@ -433,6 +449,11 @@ def main():
                        help=f"input (package {package}; default {path})")
     p.add_argument("--keep", metavar="FILE",
                    help="enterprise numbers to keep regardless (one a line)")
+    p.add_argument("--vendors", metavar="FILE",
+                   default=str(repo / "src/discover/vendors.toml"),
+                   help="keep every enterprise number of this file's "
+                        "[enterprise] table too (default "
+                        "src/discover/vendors.toml; '' for none)")
     p.add_argument("-o", "--output",
                    default=str(repo / "src/discover/registry.bin"),
                    help="output (default src/discover/registry.bin)")
@@ -445,6 +466,8 @@ def main():
         ieee[registry] = read_ieee(getattr(a, name), DEFAULTS[name][1],
                                    registry, digits)
     keep = read_keep(a.keep) if a.keep else set()
+    if a.vendors:
+        keep |= read_vendor_numbers(a.vendors)
 
     # The 36-bit section: MA-S and IAB share one number space.
     mas = {k: list(v) for k, v in ieee["MA-S"][0].items()}

@@ -6,7 +6,7 @@ Run by scripts/test.sh; exits 1 naming every violation.
 1. Floors. Each top-level module of the crate sits on a floor; a module
    imports (`crate::...`, `super::...`) only from its own floor or below:
 
-     0  config, keys, identity, metrics, shutdown, logging, text, files, message
+     0  config, keys, identity, metrics, shutdown, logging, text, files, embedded, message
      1  snmp
      2  discover
      3  collect
@@ -31,7 +31,7 @@ from pathlib import Path
 
 FLOORS = {
     "config": 0, "keys": 0, "identity": 0, "metrics": 0, "shutdown": 0,
-    "logging": 0, "text": 0, "files": 0, "message": 0,
+    "logging": 0, "text": 0, "files": 0, "embedded": 0, "message": 0,
     "snmp": 1, "discover": 2, "collect": 3, "report": 4, "ops": 5,
     "provision": 6, "daemon": 7, "cli": 7, "main": 7, "lib": 7,
 }

@@ -403,6 +403,11 @@ fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
         .build()?;
     let sweep = runtime.block_on(async {
         let plan = Plan::new(&config).await;
+        let plan = if args.explain {
+            plan.explaining()
+        } else {
+            plan
+        };
         let (_trigger, mut shutdown) = crate::shutdown::channel();
         discover::sweep_once(&plan, Progress::default(), &mut shutdown).await
     });

@@ -14,10 +14,10 @@
 //! provision/        bundle (signed formats) → provisioner (push state machine, commands) → journal
 //! report/           contract (topics, payloads) → queue (disk) → delivery (pure) → reporter (task), mqtt, status_file
 //! collect/          reading (SNMP) → health (pure arithmetic) → poller (task per device)
-//! discover/         lan → sweep (one Plan, sweep_once) → inventory → classify (+ rules.toml)
+//! discover/         lan → sweep (one Plan, sweep_once) → inventory → classify (rules.toml; evidence, vendor, registry)
 //! snmp/             value, client, wire (v1/v2c encoding), walk
 //! message/          the vocabulary: Device, HealthSample, DeviceEvent, ConfigAck, ..., Report, Inbound
-//! config.rs, config/target.rs, keys.rs, identity.rs, metrics.rs, shutdown.rs, logging.rs, text.rs, files.rs
+//! config.rs, config/target.rs, keys.rs, identity.rs, metrics.rs, shutdown.rs, logging.rs, text.rs, files.rs, embedded.rs
 //! ```
 //!
 //! The folders are floors, bottom to top: the base files and [`message`] <
@@ -35,6 +35,7 @@ pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod discover;
+pub mod embedded;
 pub mod files;
 pub mod identity;
 pub mod keys;

@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use regex_lite::{Regex, RegexBuilder};
 use serde::Deserialize;
@@ -92,9 +92,17 @@ pub struct Rules {
     probes: Vec<(String, String)>,
     /// Probe names an operator file removes (`name = ""`).
     removed_probes: Vec<String>,
-    rules: Vec<Rule>,
-    /// The weighed evidence, for devices no rule decides.
-    evidence: Model,
+    /// Shared: every config without operator rules uses the embedded list
+    /// as it is (each rule holds compiled regexes: the list is ~400 KiB).
+    rules: Arc<Vec<Rule>>,
+    /// The weighed evidence, for devices no rule decides. Shared: the
+    /// embedded model is built once per process, and copied only when an
+    /// operator file changes it.
+    evidence: Arc<Model>,
+    /// Keep every weighed signal's votes in `Classification::evidence`
+    /// (`discover --explain`); otherwise only the scores and the verdict,
+    /// which is what the inventory reports carry.
+    explain: bool,
 }
 
 impl Rules {
@@ -102,7 +110,7 @@ impl Rules {
     /// panics: if they were broken (a unit test makes sure they are not) the
     /// result is empty and every device classifies as `other`.
     pub fn embedded() -> Rules {
-        embedded_ref().clone()
+        embedded_shared()
     }
 
     /// Parses a rules file. Errors name the origin (file name), the rule (index
@@ -111,7 +119,7 @@ impl Rules {
     ///
     /// Probe names may refer to this file's `[probes]` or the embedded ones.
     pub fn from_toml(text: &str, origin: &str) -> Result<Rules, RulesError> {
-        let embedded = embedded_ref().probes();
+        let embedded = embedded_shared().probes();
         let names: Vec<&str> = embedded.iter().map(|(name, _)| name.as_str()).collect();
         parse_rules(text, origin, &names)
     }
@@ -131,17 +139,28 @@ impl Rules {
         }
         probes.retain(|(name, _)| !operator.removed_probes.contains(name));
 
-        let mut base = self.rules;
-        let mut rules = Vec::with_capacity(base.len() + operator.rules.len());
-        for rule in operator.rules {
-            match base.iter_mut().find(|r| r.id == rule.id) {
-                Some(slot) => *slot = rule,
-                None => rules.push(rule),
+        let rules = if operator.rules.is_empty() {
+            self.rules
+        } else {
+            let mut base = Arc::unwrap_or_clone(self.rules);
+            let operator_rules = Arc::unwrap_or_clone(operator.rules);
+            let mut rules = Vec::with_capacity(base.len() + operator_rules.len());
+            for rule in operator_rules {
+                match base.iter_mut().find(|r| r.id == rule.id) {
+                    Some(slot) => *slot = rule,
+                    None => rules.push(rule),
+                }
             }
-        }
-        rules.append(&mut base);
-        let mut evidence = self.evidence;
-        evidence.overlay(operator.evidence);
+            rules.append(&mut base);
+            Arc::new(rules)
+        };
+        let evidence = if operator.evidence.is_empty() {
+            self.evidence
+        } else {
+            let mut merged = Model::clone(&self.evidence);
+            merged.overlay(Model::clone(&operator.evidence));
+            Arc::new(merged)
+        };
         let known: BTreeSet<&str> = probes
             .iter()
             .map(|(n, _)| n.as_str())
@@ -159,7 +178,15 @@ impl Rules {
             removed_probes,
             rules,
             evidence,
+            explain: self.explain,
         }
+    }
+
+    /// The same rules, keeping every weighed signal's votes in the
+    /// classification's evidence (for `discover --explain`).
+    pub fn explaining(mut self) -> Rules {
+        self.explain = true;
+        self
     }
 
     /// The probe subtrees to check on each device: (name, dotted root OID),
@@ -260,9 +287,11 @@ impl Rules {
             ip_forwarding: view.extra(IP_FORWARDING_OID).and_then(|v| v.parse().ok()),
             vendor: result.vendor.as_deref(),
         });
-        result
-            .evidence
-            .extend(weighed.reasons.iter().map(|r| format!("evidence {r}")));
+        if self.explain {
+            result
+                .evidence
+                .extend(weighed.reasons.iter().map(|r| format!("evidence {r}")));
+        }
         let scores: Vec<String> = weighed
             .scores
             .iter()
@@ -354,19 +383,50 @@ fn operator_origin(config: &Config) -> String {
         .map_or_else(|| "rules".to_string(), |p| p.display().to_string())
 }
 
-fn embedded_ref() -> &'static Rules {
-    static EMBEDDED: OnceLock<Rules> = OnceLock::new();
-    EMBEDDED.get_or_init(|| {
-        let mut rules = match parse_rules(EMBEDDED_RULES, EMBEDDED_ORIGIN, &[]) {
-            Ok(rules) => rules,
-            Err(e) => {
-                tracing::error!(error = %e, "embedded classification rules are invalid; only the evidence classifies");
-                Rules::default()
-            }
-        };
-        rules.evidence = Model::embedded();
-        rules
-    })
+/// The embedded rules, shared while any copy is alive and built again
+/// when none is. Between sweeps the daemon holds none: the rules and the
+/// evidence model (~700 KiB of heap, regexes mostly) are not resident while
+/// it only polls, and a sweep builds them in a few milliseconds.
+fn embedded_shared() -> Rules {
+    /// The probe lists (small) kept; the rule list and the model only
+    /// while someone holds them.
+    type Cache = (
+        Vec<(String, String)>,
+        Vec<String>,
+        Weak<Vec<Rule>>,
+        Weak<Model>,
+    );
+    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((probes, removed_probes, list, model)) = cache.as_ref() {
+        if let (Some(rules), Some(evidence)) = (list.upgrade(), model.upgrade()) {
+            return Rules {
+                probes: probes.clone(),
+                removed_probes: removed_probes.clone(),
+                rules,
+                evidence,
+                explain: false,
+            };
+        }
+    }
+    let text = crate::embedded::text(EMBEDDED_RULES);
+    let mut rules = match parse_rules(&text, EMBEDDED_ORIGIN, &[]) {
+        Ok(rules) => rules,
+        Err(e) => {
+            tracing::error!(error = %e, "embedded classification rules are invalid; only the evidence classifies");
+            Rules::default()
+        }
+    };
+    rules.evidence = Arc::new(Model::embedded());
+    *cache = Some((
+        rules.probes.clone(),
+        rules.removed_probes.clone(),
+        Arc::downgrade(&rules.rules),
+        Arc::downgrade(&rules.evidence),
+    ));
+    rules
 }
 
 // ---------------------------------------------------------------------------
@@ -651,6 +711,42 @@ impl Rule {
     }
 }
 
+/// An ENTITY-MIB model or firmware worth reporting: not a bare part or
+/// serial number (a run of eight digits or more, "1078800081-02").
+fn plausible(what: &str, value: &str) -> bool {
+    let longest_digit_run = value
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    what != "model" || (longest_digit_run < 8 && value.chars().any(char::is_alphabetic))
+}
+
+/// A model or firmware a sysDescr states in so many words ("Model: X",
+/// "Software Version 5.20", "firmware v2.1.3"), where nothing better said
+/// it. Only labelled values: a bare number in a sysDescr could be anything.
+fn stated_in_descr(what: &str, descr: &str) -> Option<(String, String)> {
+    static MODEL: OnceLock<Option<Regex>> = OnceLock::new();
+    static FIRMWARE: OnceLock<Option<Regex>> = OnceLock::new();
+    let (cell, source) = match what {
+        "model" => (
+            &MODEL,
+            r"(?i)\bmodel(?: name| number)?\s*[:=]\s*([A-Za-z0-9][\w./+-]{1,40})",
+        ),
+        "firmware" => (
+            &FIRMWARE,
+            r"(?i)\b(?:firmware|software|sw|fw|os)?\s*(?:version|ver\.|rev(?:ision)?)\s*[:=]?\s*v?([0-9][\w.()+-]{0,39})",
+        ),
+        _ => return None,
+    };
+    let regex = cell
+        .get_or_init(|| RegexBuilder::new(source).build().ok())
+        .as_ref()?;
+    let value = regex.captures(descr)?.get(1)?.as_str();
+    let value = clean(value.trim_end_matches(['.', ',', ';', ')']))?;
+    Some((value.to_string(), format!("/{source}/")))
+}
+
 /// A Unix sysDescr ("Linux core-switch 5.10 ...", net-snmp's default) has
 /// the host name second: a name someone chose says nothing of the kind.
 fn without_host_name(descr: &str) -> std::borrow::Cow<'_, str> {
@@ -820,14 +916,23 @@ fn build(
             evidence.push(format!("{what} \"{}\" from {how}", shorten(&value)));
             return Some(value);
         }
-        let (value, column) = entity
-            .iter()
-            .find_map(|&f| v.entity_field(f).map(|value| (value, f.mib_name())))?;
+        let entity_value = entity.iter().find_map(|&f| {
+            let value = v.entity_field(f).filter(|value| plausible(what, value))?;
+            Some((value, f.mib_name()))
+        });
+        if let Some((value, column)) = entity_value {
+            evidence.push(format!(
+                "{what} \"{}\" from ENTITY-MIB {column}",
+                shorten(value)
+            ));
+            return Some(value.to_string());
+        }
+        let (value, how) = stated_in_descr(what, v.sys_descr?)?;
         evidence.push(format!(
-            "{what} \"{}\" from ENTITY-MIB {column}",
-            shorten(value)
+            "{what} \"{}\" from sysDescr {how}",
+            shorten(&value)
         ));
-        Some(value.to_string())
+        Some(value)
     };
     let product_model = field(
         "model",
@@ -1005,8 +1110,9 @@ fn parse_rules(text: &str, origin: &str, external_probes: &[&str]) -> Result<Rul
     Ok(Rules {
         probes,
         removed_probes,
-        rules,
-        evidence,
+        rules: Arc::new(rules),
+        evidence: Arc::new(evidence),
+        explain: false,
     })
 }
 
@@ -1931,6 +2037,28 @@ subtree = "lab-voip"
         assert_eq!((c.kind, c.rule.as_str()), (Kind::Pbx, "lab-pbx"));
         // Without the operator rule the same device is a Cisco UC server.
         assert_eq!(embedded.classify(&lab).rule, "cisco-ucos");
+    }
+
+    #[test]
+    fn model_and_firmware_only_where_stated() {
+        assert_eq!(
+            stated_in_descr(
+                "firmware",
+                "Switch 4210G 24-Port Software Version 5.20 Release 2222P01"
+            )
+            .map(|(v, _)| v),
+            Some("5.20".to_string())
+        );
+        assert_eq!(
+            stated_in_descr("model", "Acme box, Model: AB-1200, serial 77").map(|(v, _)| v),
+            Some("AB-1200".to_string())
+        );
+        assert_eq!(stated_in_descr("firmware", "Linux 5.10 x86_64"), None);
+        assert_eq!(stated_in_descr("model", "a model citizen"), None);
+        assert!(!plausible("model", "1078800081-02"), "a part number");
+        assert!(!plausible("model", "12345"));
+        assert!(plausible("model", "WS-C2960X-48FPD-L"));
+        assert!(plausible("firmware", "20230706"));
     }
 
     #[test]

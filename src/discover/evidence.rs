@@ -19,7 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Deserialize;
 
-pub use super::vendor::Votes;
+use super::table::Table;
+pub use super::table::Votes;
 use super::vendor::{Enterprise, Vendors};
 use crate::message::Kind;
 use crate::snmp::Oid;
@@ -109,14 +110,14 @@ pub struct Probe {
 pub struct Model {
     /// The score the best kind needs; [`DEFAULT_MIN_SCORE`] unless set.
     min_score: Option<i32>,
-    if_types: BTreeMap<u64, Votes>,
+    if_types: Table<u64, Votes>,
     probes: Vec<(Probe, Votes)>,
     /// Single-word vocabulary.
-    words: BTreeMap<String, Votes>,
-    /// Multi-word vocabulary: the words in order.
-    phrases: Vec<(Vec<String>, Votes)>,
-    services: BTreeMap<u8, Votes>,
-    features: BTreeMap<String, Votes>,
+    words: Table<Box<str>, Votes>,
+    /// Multi-word vocabulary: the words joined by single spaces.
+    phrases: Table<Box<str>, Votes>,
+    services: Table<u8, Votes>,
+    features: Table<Box<str>, Votes>,
     pub vendors: Vendors,
 }
 
@@ -224,14 +225,23 @@ impl Model {
     pub fn embedded() -> Model {
         let mut model = Model::default();
         for (origin, text) in EMBEDDED {
-            if let Err(e) = toml::from_str::<RawModel>(text)
-                .map_err(|e| e.to_string())
-                .and_then(|raw| model.merge(raw))
-            {
+            if let Err(e) = model.merge_text(&crate::embedded::text(text)) {
                 tracing::error!(origin, error = %e, "embedded evidence data is invalid");
             }
         }
         model
+    }
+
+    /// Merges a data file a few statements at a time. Parsed whole, the TOML
+    /// parser's document of a 50 KB file peaks at about 2 MiB of heap (more
+    /// than the whole agent may grow); in pieces it stays small.
+    pub fn merge_text(&mut self, text: &str) -> Result<(), String> {
+        for (line, piece) in pieces(text, STATEMENTS_PER_PIECE) {
+            let raw: RawModel = toml::from_str(&piece)
+                .map_err(|e| format!("near line {line}: {}", e.message().trim()))?;
+            self.merge(raw)?;
+        }
+        Ok(())
     }
 
     /// Lays `raw` over the model: entries with the same key replace the
@@ -252,19 +262,15 @@ impl Model {
             let votes = votes_of(&format!("[probe.{name}]"), probe.votes)?;
             self.probes.retain(|(p, _)| p.name != name);
             self.probes.push((Probe { name, root }, votes));
+            self.probes.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         }
         for (key, votes) in raw.vocabulary {
             let words: Vec<String> = tokens(&key).collect();
             let votes = votes_of(&format!("[vocabulary] \"{key}\""), votes)?;
             match words.as_slice() {
                 [] => return Err(format!("[vocabulary] \"{key}\": no word in it")),
-                [word] => {
-                    self.words.insert(word.clone(), votes);
-                }
-                _ => {
-                    self.phrases.retain(|(w, _)| *w != words);
-                    self.phrases.push((words, votes));
-                }
+                [word] => self.words.insert(word.as_str().into(), votes),
+                _ => self.phrases.insert(words.join(" ").into(), votes),
             }
         }
         for (key, votes) in raw.services {
@@ -284,7 +290,7 @@ impl Model {
                 ));
             }
             let votes = votes_of(&format!("[feature] {key}"), votes)?;
-            self.features.insert(key, votes);
+            self.features.insert(key.into(), votes);
         }
         for (key, raw) in raw.enterprise {
             let number = key
@@ -294,7 +300,7 @@ impl Model {
             self.vendors.enterprises.insert(
                 number,
                 Enterprise {
-                    vendor: raw.vendor,
+                    vendor: raw.vendor.map(String::into_boxed_str),
                     makes,
                     generic: raw.generic,
                     oem: raw.oem,
@@ -308,7 +314,18 @@ impl Model {
             self.vendors.add_not_vendor(&name);
         }
         self.vendors.reindex();
+        self.shrink();
         Ok(())
+    }
+
+    /// Gives back the tables' spare capacity once they are built.
+    fn shrink(&mut self) {
+        self.if_types.shrink();
+        self.words.shrink();
+        self.phrases.shrink();
+        self.services.shrink();
+        self.features.shrink();
+        self.probes.shrink_to_fit();
     }
 
     /// The evidence layer's probe subtrees.
@@ -323,7 +340,7 @@ impl Model {
         self.weigh_interfaces(facts, &mut tally);
         for (probe, votes) in &self.probes {
             if facts.subtrees.contains(&probe.name) {
-                tally.add(&format!("{} MIB answers", probe.name), votes);
+                tally.add(&format!("{} MIB answers", probe.name), *votes);
             }
         }
         self.weigh_services(facts, &mut tally);
@@ -334,10 +351,23 @@ impl Model {
         {
             tally.add(
                 &format!("what {} mostly makes", facts.vendor.unwrap_or("?")),
-                votes,
+                *votes,
             );
         }
         tally.finish(self.min_score.unwrap_or(DEFAULT_MIN_SCORE))
+    }
+
+    /// True when the model has nothing in it (an operator file without an
+    /// `[evidence]` table).
+    pub fn is_empty(&self) -> bool {
+        self.min_score.is_none()
+            && self.if_types.is_empty()
+            && self.probes.is_empty()
+            && self.words.is_empty()
+            && self.phrases.is_empty()
+            && self.services.is_empty()
+            && self.features.is_empty()
+            && self.vendors.is_empty()
     }
 
     /// Lays an operator's model over this one (same key: replaced).
@@ -351,10 +381,7 @@ impl Model {
             self.probes.push((probe, votes));
         }
         self.words.extend(other.words);
-        for (phrase, votes) in other.phrases {
-            self.phrases.retain(|(p, _)| *p != phrase);
-            self.phrases.push((phrase, votes));
-        }
+        self.phrases.extend(other.phrases);
         self.services.extend(other.services);
         self.features.extend(other.features);
         self.vendors.overlay(other.vendors);
@@ -362,7 +389,7 @@ impl Model {
 
     fn feature(&self, name: &str, tally: &mut Tally) {
         if let Some(votes) = self.features.get(name) {
-            tally.add(name, votes);
+            tally.add(name, *votes);
         }
     }
 
@@ -370,7 +397,7 @@ impl Model {
         let distinct: BTreeSet<u64> = facts.if_types.iter().copied().collect();
         for if_type in &distinct {
             if let Some(votes) = self.if_types.get(if_type) {
-                tally.add(&format!("ifType {if_type}"), votes);
+                tally.add(&format!("ifType {if_type}"), *votes);
             }
         }
         // Without ifConnectorPresent, an Ethernet-typed interface counts as
@@ -432,7 +459,7 @@ impl Model {
         for layer in 1..=7u8 {
             if services & (1 << (layer - 1)) != 0 {
                 if let Some(votes) = self.services.get(&layer) {
-                    tally.add(&format!("sysServices layer {layer}"), votes);
+                    tally.add(&format!("sysServices layer {layer}"), *votes);
                 }
             }
         }
@@ -452,18 +479,109 @@ impl Model {
             .collect();
         let mut seen: BTreeSet<&str> = BTreeSet::new();
         for word in &words {
-            if let Some(votes) = self.words.get(word) {
+            if let Some(votes) = self.words.get(word.as_str()) {
                 if seen.insert(word) {
-                    tally.add(&format!("word \"{word}\""), votes);
+                    tally.add(&format!("word \"{word}\""), *votes);
                 }
             }
         }
-        for (phrase, votes) in &self.phrases {
-            if words.windows(phrase.len()).any(|w| w == phrase.as_slice()) {
-                tally.add(&format!("words \"{}\"", phrase.join(" ")), votes);
+        for (phrase, votes) in self.phrases.iter() {
+            let parts: Vec<&str> = phrase.split(' ').collect();
+            if words
+                .windows(parts.len())
+                .any(|w| w.iter().zip(&parts).all(|(a, b)| a == b))
+            {
+                tally.add(&format!("words \"{phrase}\""), *votes);
             }
         }
     }
+}
+
+/// How many statements one parsed piece of a data file holds.
+const STATEMENTS_PER_PIECE: usize = 40;
+
+/// A TOML file of headers (`[table]`) and `key = value` statements, cut
+/// into pieces that are valid documents on their own: each piece repeats
+/// the header it is under, and a statement that spans lines (an array, an
+/// inline table) stays whole. Yields (first line number, piece).
+fn pieces(text: &str, per_piece: usize) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut header = String::new();
+    let mut piece = String::new();
+    let (mut statements, mut depth, mut first_line) = (0usize, 0i32, 1usize);
+    for (number, line) in text.lines().enumerate() {
+        let code = strip_comment(line);
+        let trimmed = code.trim();
+        if depth == 0 && trimmed.starts_with('[') {
+            if statements > 0 {
+                out.push((first_line, std::mem::take(&mut piece)));
+            }
+            piece.clear();
+            header = format!("{trimmed}\n");
+            statements = 0;
+            continue;
+        }
+        if depth == 0 && trimmed.is_empty() {
+            continue;
+        }
+        if piece.is_empty() {
+            piece.push_str(&header);
+            first_line = number + 1;
+        }
+        piece.push_str(line);
+        piece.push('\n');
+        depth += bracket_balance(code);
+        if depth <= 0 {
+            depth = 0;
+            statements += 1;
+            if statements >= per_piece {
+                out.push((first_line, std::mem::take(&mut piece)));
+                statements = 0;
+            }
+        }
+    }
+    if statements > 0 || depth > 0 {
+        out.push((first_line, piece));
+    }
+    out
+}
+
+/// The line without its `#` comment (a `#` inside a string is kept).
+fn strip_comment(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (at, c) in line.char_indices() {
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' => return &line[..at],
+            None => {}
+        }
+    }
+    line
+}
+
+/// Opening minus closing brackets and braces outside strings.
+fn bracket_balance(code: &str) -> i32 {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut balance = 0;
+    for c in code.chars() {
+        match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '[' || c == '{' => balance += 1,
+            None if c == ']' || c == '}' => balance -= 1,
+            None => {}
+        }
+    }
+    balance
 }
 
 /// Lower-case words: letters, digits, '-' and '+' hold a word together; a
@@ -506,14 +624,16 @@ fn clamp(weight: i64) -> i32 {
 }
 
 fn votes_of(location: &str, raw: BTreeMap<String, i64>) -> Result<Votes, String> {
-    raw.into_iter()
+    let pairs = raw
+        .into_iter()
         .map(|(kind, weight)| {
             let kind = kind
                 .parse::<Kind>()
                 .map_err(|e| format!("{location}: {e}"))?;
             Ok((kind, clamp(weight)))
         })
-        .collect()
+        .collect::<Result<Vec<_>, String>>()?;
+    Votes::from_pairs(pairs).map_err(|e| format!("{location}: {e}"))
 }
 
 #[derive(Default)]
@@ -523,13 +643,13 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, what: &str, votes: &Votes) {
+    fn add(&mut self, what: &str, votes: Votes) {
         if votes.is_empty() {
             return;
         }
         let mut line = format!("{what}:");
-        for (kind, weight) in votes {
-            *self.scores.entry(*kind).or_default() += weight;
+        for (kind, weight) in votes.iter() {
+            *self.scores.entry(kind).or_default() += weight;
             line.push_str(&format!(" {kind} {weight:+}"));
         }
         self.reasons.push(line);
@@ -574,12 +694,36 @@ mod tests {
     }
 
     #[test]
-    fn the_embedded_data_parses_whole() {
+    fn the_embedded_data_parses_whole_and_in_pieces_alike() {
         for (origin, text) in EMBEDDED {
             let raw: RawModel = toml::from_str(text).unwrap_or_else(|e| panic!("{origin}: {e}"));
-            Model::default()
-                .merge(raw)
+            let mut whole = Model::default();
+            whole.merge(raw).unwrap_or_else(|e| panic!("{origin}: {e}"));
+            let mut pieces = Model::default();
+            pieces
+                .merge_text(text)
                 .unwrap_or_else(|e| panic!("{origin}: {e}"));
+            assert_eq!(format!("{whole:?}"), format!("{pieces:?}"), "{origin}");
+        }
+    }
+
+    #[test]
+    fn pieces_keep_headers_and_multi_line_statements() {
+        let text =
+            "top = [\n  \"a\", # c\n  \"b\",\n]\n[t]\nx = 1 # [\ny = { z = \"]\" }\n[u.v]\nw = 2\n";
+        let got = pieces(text, 1);
+        let bodies: Vec<&str> = got.iter().map(|(_, p)| p.as_str()).collect();
+        assert_eq!(
+            bodies,
+            [
+                "top = [\n  \"a\", # c\n  \"b\",\n]\n",
+                "[t]\nx = 1 # [\n",
+                "[t]\ny = { z = \"]\" }\n",
+                "[u.v]\nw = 2\n"
+            ]
+        );
+        for (_, piece) in &got {
+            toml::from_str::<toml::Table>(piece).unwrap_or_else(|e| panic!("{piece}: {e}"));
         }
     }
 

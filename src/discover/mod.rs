@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod lan;
 pub mod registry;
 pub mod sweep;
+pub mod table;
 pub mod vendor;
 
 use std::path::Path;

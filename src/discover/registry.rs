@@ -20,6 +20,10 @@
 //! raw deflate of `KEY\tNAME\n` lines sorted by key (decimal for enterprise
 //! numbers, hex of 9/7/6 digits for MA-S/MA-M/MA-L).
 
+use std::borrow::Cow;
+
+use crate::embedded;
+
 /// The generated tables, compiled in.
 static EMBEDDED: &[u8] = include_bytes!("registry.bin");
 
@@ -28,6 +32,8 @@ const MAGIC: &[u8; 8] = b"CPEREG1\n";
 const MAX_BLOCK: usize = 32 * 1024;
 /// Enough sections for PEN, MA-S, MA-M and MA-L.
 const MAX_SECTIONS: usize = 8;
+/// A section's index is read whole: at most this many blocks (16 B each).
+const MAX_BLOCKS: usize = 4096;
 
 /// The organisation that holds enterprise number `number`, as registered.
 pub fn enterprise_owner(number: u64) -> Option<String> {
@@ -60,31 +66,55 @@ pub fn mac_owner(mac: [u8; 6]) -> Option<String> {
 #[derive(Debug, Clone, Copy)]
 pub struct Registry<'a> {
     bytes: &'a [u8],
+    /// The compiled-in blob: read through the executable file
+    /// ([`crate::embedded`]), so that lookups leave no pages resident.
+    embedded: bool,
 }
 
 impl<'a> Registry<'a> {
     pub fn embedded() -> Registry<'static> {
-        Registry { bytes: EMBEDDED }
+        Registry {
+            bytes: EMBEDDED,
+            embedded: true,
+        }
     }
 
     pub fn new(bytes: &'a [u8]) -> Registry<'a> {
-        Registry { bytes }
+        Registry {
+            bytes,
+            embedded: false,
+        }
+    }
+
+    /// `len` bytes at `at`.
+    fn get(&self, at: usize, len: usize) -> Option<Cow<'a, [u8]>> {
+        if self.embedded {
+            return embedded::read(EMBEDDED, at, len);
+        }
+        self.bytes.get(at..at.checked_add(len)?).map(Cow::Borrowed)
     }
 
     /// The name stored under `key` in the section of `key_bits` (0 for
     /// enterprise numbers).
     pub fn lookup(&self, key_bits: u32, key: u64) -> Option<String> {
-        let (blocks, index) = self.section(key_bits)?;
+        let (blocks, index_at) = self.section(key_bits)?;
+        // One read for the whole index (a few KiB), then a binary search.
+        let index = self.get(index_at, blocks.min(MAX_BLOCKS).checked_mul(16)?)?;
         let entry = |i: usize| -> Option<(u64, usize, usize)> {
-            let at = index.checked_add(i.checked_mul(16)?)?;
+            let row = index.get(i * 16..i * 16 + 16)?;
+            let number = |from: usize, to: usize| -> Option<u64> {
+                let mut le = [0u8; 8];
+                le[..to - from].copy_from_slice(row.get(from..to)?);
+                Some(u64::from_le_bytes(le))
+            };
             Some((
-                self.u64_at(at)?,
-                self.u32_at(at + 8)? as usize,
-                self.u32_at(at + 12)? as usize,
+                number(0, 8)?,
+                usize::try_from(number(8, 12)?).ok()?,
+                usize::try_from(number(12, 16)?).ok()?,
             ))
         };
         // The last block whose first key is <= key.
-        let (mut low, mut high) = (0usize, blocks);
+        let (mut low, mut high) = (0usize, index.len() / 16);
         while low < high {
             let mid = low + (high - low) / 2;
             if entry(mid)?.0 <= key {
@@ -94,8 +124,11 @@ impl<'a> Registry<'a> {
             }
         }
         let (_, offset, len) = entry(low.checked_sub(1)?)?;
-        let data = self.bytes.get(offset..offset.checked_add(len)?)?;
-        let text = miniz_oxide::inflate::decompress_to_vec_with_limit(data, MAX_BLOCK).ok()?;
+        if len > MAX_BLOCK {
+            return None;
+        }
+        let data = self.get(offset, len)?;
+        let text = miniz_oxide::inflate::decompress_to_vec_with_limit(&data, MAX_BLOCK).ok()?;
         let text = std::str::from_utf8(&text).ok()?;
         let radix = if key_bits == 0 { 10 } else { 16 };
         text.lines().find_map(|line| {
@@ -104,27 +137,24 @@ impl<'a> Registry<'a> {
         })
     }
 
-    /// (block count, index offset) of the section for `key_bits`.
+    /// (block count, index offset) of the section for `key_bits`: one read
+    /// of the file header.
     fn section(&self, key_bits: u32) -> Option<(usize, usize)> {
-        if self.bytes.get(..8)? != MAGIC {
+        let header = self
+            .get(0, 12 + MAX_SECTIONS * 12)
+            .or_else(|| self.get(0, 12))?;
+        if header.get(..8)? != MAGIC {
             return None;
         }
-        let count = (self.u32_at(8)? as usize).min(MAX_SECTIONS);
+        let word = |at: usize| -> Option<u32> {
+            Some(u32::from_le_bytes(header.get(at..at + 4)?.try_into().ok()?))
+        };
+        let count = (word(8)? as usize).min(MAX_SECTIONS);
         (0..count).find_map(|i| {
             let at = 12 + i * 12;
-            (self.u32_at(at)? == key_bits)
-                .then(|| Some((self.u32_at(at + 4)? as usize, self.u32_at(at + 8)? as usize)))?
+            (word(at)? == key_bits)
+                .then(|| Some((word(at + 4)? as usize, word(at + 8)? as usize)))?
         })
-    }
-
-    fn u32_at(&self, at: usize) -> Option<u32> {
-        let bytes = self.bytes.get(at..at.checked_add(4)?)?;
-        Some(u32::from_le_bytes(bytes.try_into().ok()?))
-    }
-
-    fn u64_at(&self, at: usize) -> Option<u64> {
-        let bytes = self.bytes.get(at..at.checked_add(8)?)?;
-        Some(u64::from_le_bytes(bytes.try_into().ok()?))
     }
 }
 

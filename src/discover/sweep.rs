@@ -107,6 +107,13 @@ impl Plan {
         }
     }
 
+    /// The same plan, its classifications keeping every weighed signal's
+    /// votes (`discover --explain`).
+    pub fn explaining(mut self) -> Plan {
+        self.rules = Arc::new(Rules::clone(&self.rules).explaining());
+        self
+    }
+
     /// The targets, comma-separated, for a log line.
     pub fn target_list(&self) -> String {
         let shown: Vec<String> = self.targets.iter().map(ToString::to_string).collect();
@@ -262,6 +269,9 @@ pub async fn run(
             probed: None,
         };
         let result = sweep_once(&plan, progress, &mut shutdown).await;
+        // The rules and the evidence model are only needed while sweeping:
+        // not kept resident while the agent waits and polls.
+        drop(plan);
         if result.interrupted {
             break;
         }

@@ -10,19 +10,15 @@
 //! enterprise numbers, brands of legal names, and names that are never a
 //! device's vendor.
 
-use std::collections::BTreeMap;
-
 use super::registry;
-use crate::message::Kind;
-
-/// Votes for kinds: what a vendor mostly makes, what a signal says.
-pub type Votes = Vec<(Kind, i32)>;
+use super::table::Table;
+pub use super::table::Votes;
 
 /// Facts about one enterprise number, from `vendors.toml`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Enterprise {
     /// The brand the number stands for, when the registry's name is not it.
-    pub vendor: Option<String>,
+    pub vendor: Option<Box<str>>,
     /// What this vendor mostly makes.
     pub makes: Votes,
     /// The arc says nothing about the maker (net-snmp's own).
@@ -35,15 +31,32 @@ pub struct Enterprise {
 /// The vendor tables.
 #[derive(Debug, Clone, Default)]
 pub struct Vendors {
-    pub(super) enterprises: BTreeMap<u64, Enterprise>,
+    pub(super) enterprises: Table<u64, Enterprise>,
     /// Name key (see [`name_key`]) → brand.
-    brands: BTreeMap<String, String>,
+    brands: Table<Box<str>, Box<str>>,
     /// Name keys that are never a vendor (prefixes).
-    not_vendor: Vec<String>,
+    not_vendor: Vec<Box<str>>,
     /// Name key of every brand the tables know (enterprise vendors and
     /// `[brand]` values) → the brand, and what it mostly makes if the
     /// enterprise table says: rebuilt by [`Vendors::reindex`].
-    known: BTreeMap<String, (String, Option<Votes>)>,
+    known: Table<Box<str>, Known>,
+}
+
+/// Where a known brand's name and "mostly makes" are: references into the
+/// tables rather than copies (this index has an entry per brand).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Known {
+    brand: BrandAt,
+    /// The enterprise whose `makes` are the brand's.
+    makes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum BrandAt {
+    /// The `vendor` of this enterprise number.
+    Enterprise(u64),
+    /// The value at this position of the `[brand]` table.
+    Brand(usize),
 }
 
 /// What the device said that names its maker.
@@ -164,6 +177,18 @@ const PLACES: &[&str] = &[
     "huizhou",
 ];
 
+/// sysDescr words looked at for a brand.
+const MAX_DESCR_WORDS: usize = 64;
+
+/// A Unix sysDescr: "Linux <host name> <kernel> ...".
+fn is_unix(descr: &str) -> bool {
+    [
+        "Linux ", "FreeBSD ", "NetBSD ", "OpenBSD ", "Darwin ", "SunOS ",
+    ]
+    .iter()
+    .any(|os| descr.starts_with(os))
+}
+
 /// Lower-case words of a name: letters and digits only, legal forms kept.
 fn words(name: &str) -> Vec<String> {
     let name = name.split('(').next().unwrap_or_default();
@@ -223,7 +248,7 @@ fn trimmed_name(name: &str) -> String {
 
 impl Vendors {
     pub(super) fn add_brand(&mut self, key: &str, brand: String) {
-        self.brands.insert(name_key(key), brand);
+        self.brands.insert(name_key(key).into(), brand.into());
     }
 
     /// Lays an operator's tables over these (same key: replaced).
@@ -238,33 +263,49 @@ impl Vendors {
         self.reindex();
     }
 
+    pub(super) fn is_empty(&self) -> bool {
+        self.enterprises.is_empty() && self.brands.is_empty() && self.not_vendor.is_empty()
+    }
+
     /// Rebuilds the index of known brands after the tables changed.
     pub(super) fn reindex(&mut self) {
-        let mut known: BTreeMap<String, (String, Option<Votes>)> = BTreeMap::new();
-        for brand in self.brands.values() {
-            known
-                .entry(name_key(brand))
-                .or_insert_with(|| (brand.clone(), None));
-        }
-        for e in self.enterprises.values() {
-            let Some(vendor) = &e.vendor else { continue };
-            let slot = known
-                .entry(name_key(vendor))
-                .or_insert_with(|| (vendor.clone(), None));
-            if slot.1.is_none() && !e.makes.is_empty() {
-                slot.1 = Some(e.makes.clone());
+        let mut known: Table<Box<str>, Known> = Table::default();
+        let mut add = |key: String, brand: BrandAt, makes: Option<u64>| {
+            let key: Box<str> = key.into();
+            match known.get(&key).copied() {
+                Some(Known { makes: Some(_), .. }) => {}
+                Some(first) => {
+                    if makes.is_some() {
+                        known.insert(key, Known { makes, ..first });
+                    }
+                }
+                None => known.insert(key, Known { brand, makes }),
             }
+        };
+        for (at, brand) in self.brands.values().enumerate() {
+            add(name_key(brand), BrandAt::Brand(at), None);
         }
-        for (key, brand) in &self.brands {
-            known
-                .entry(key.clone())
-                .or_insert_with(|| (brand.clone(), None));
+        for (number, e) in self.enterprises.iter() {
+            let Some(vendor) = &e.vendor else { continue };
+            let makes = (!e.makes.is_empty()).then_some(*number);
+            add(name_key(vendor), BrandAt::Enterprise(*number), makes);
         }
+        for (at, (key, _)) in self.brands.iter().enumerate() {
+            add(key.to_string(), BrandAt::Brand(at), None);
+        }
+        known.shrink();
         self.known = known;
     }
 
+    fn brand_at(&self, at: BrandAt) -> Option<&str> {
+        match at {
+            BrandAt::Enterprise(number) => self.enterprises.get(&number)?.vendor.as_deref(),
+            BrandAt::Brand(at) => self.brands.value_at(at).map(|b| &**b),
+        }
+    }
+
     pub(super) fn add_not_vendor(&mut self, name: &str) {
-        let key = name_key(name);
+        let key: Box<str> = name_key(name).into();
         if !key.is_empty() && !self.not_vendor.contains(&key) {
             self.not_vendor.push(key);
         }
@@ -288,8 +329,12 @@ impl Vendors {
         {
             return None;
         }
-        if let Some(brand) = self.brands.get(&full).or_else(|| self.brands.get(&key)) {
-            return Some(brand.clone());
+        if let Some(brand) = self
+            .brands
+            .get(full.as_str())
+            .or_else(|| self.brands.get(key.as_str()))
+        {
+            return Some(brand.to_string());
         }
         Some(trimmed_name(name)).filter(|n| !n.is_empty())
     }
@@ -300,7 +345,10 @@ impl Vendors {
     pub fn makes(&self, enterprise: Option<u64>, vendor: &str) -> Option<&Votes> {
         match enterprise.and_then(|n| self.enterprises.get(&n)) {
             Some(e) if !e.generic && !e.oem => Some(&e.makes).filter(|m| !m.is_empty()),
-            _ => self.known.get(&name_key(vendor))?.1.as_ref(),
+            _ => {
+                let makes = self.known.get(name_key(vendor).as_str())?.makes?;
+                Some(&self.enterprises.get(&makes)?.makes)
+            }
         }
     }
 
@@ -341,6 +389,7 @@ impl Vendors {
         by_entity
             .or_else(|| self.by_mac(facts.macs))
             .or(named)
+            .or_else(|| self.named_anywhere(facts.sys_descr?))
             .or_else(|| {
                 let vendor = entry.filter(|e| e.oem)?.vendor.as_deref()?;
                 let brand = self.brand(vendor)?;
@@ -366,7 +415,7 @@ impl Vendors {
             let brand = compact(brand);
             brand.len() >= 3 && own_words.contains(&brand)
         };
-        let alias = entry.and_then(|e| e.vendor.clone());
+        let alias = entry.and_then(|e| e.vendor.as_deref()).map(str::to_string);
         let primary = match (&alias, &owner_brand, &owner) {
             (Some(alias), _, _) => (alias.clone(), format!("enterprise {number} (vendors.toml)")),
             (None, Some(brand), Some(owner)) => (
@@ -378,9 +427,15 @@ impl Vendors {
         if mentioned(&primary.0) {
             return Some(primary);
         }
-        if let Some(brand) = owner_brand.filter(|b| alias.is_some() && mentioned(b)) {
+        // The registered name as written, not mapped to a later brand: what
+        // an old device still calls itself.
+        let registered = owner
+            .as_deref()
+            .filter(|o| self.brand(o).is_some())
+            .map(trimmed_name);
+        if let Some(name) = registered.filter(|n| alias.is_some() && mentioned(n)) {
             let how = format!("enterprise {number}, registered to the name the device uses");
-            return Some((brand, how));
+            return Some((name, how));
         }
         match named {
             Some((brand, how)) if compact(brand) != compact(&primary.0) => Some((
@@ -402,9 +457,26 @@ impl Vendors {
         })
     }
 
+    /// A known brand anywhere in sysDescr, as a whole word of four letters
+    /// or more ("SONiC ... Edgecore-SONiC"): the last resort of a device
+    /// whose enterprise number and MACs say nothing. A Unix sysDescr's host
+    /// name (its second word) is not looked at.
+    fn named_anywhere(&self, descr: &str) -> Option<(String, String)> {
+        words(descr)
+            .iter()
+            .enumerate()
+            .take(MAX_DESCR_WORDS)
+            .filter(|(i, w)| w.len() >= 4 && !(*i == 1 && is_unix(descr)))
+            .find_map(|(_, w)| {
+                let brand = self.known_brand(w)?;
+                Some((brand, format!("sysDescr names the brand \"{w}\"")))
+            })
+    }
+
     /// The brand a key stands for, if the tables know it as a brand.
     fn known_brand(&self, key: &str) -> Option<String> {
-        self.known.get(key).map(|(brand, _)| brand.clone())
+        let known = self.known.get(key)?;
+        self.brand_at(known.brand).map(str::to_string)
     }
 
     /// The owner of the lowest globally administered MAC's block.
