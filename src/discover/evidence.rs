@@ -40,6 +40,25 @@ pub const IP_FORWARDING_OID: &str = "1.3.6.1.2.1.4.1.0";
 const MAX_WORDS: usize = 400;
 /// The score the best kind needs when no `[settings]` says otherwise.
 const DEFAULT_MIN_SCORE: i32 = 3;
+/// Equal scores go to the kind a LAN holds more of: the general network
+/// kinds first, the specialised ones after.
+const TIE_ORDER: [Kind; 15] = [
+    Kind::Router,
+    Kind::Switch,
+    Kind::Ap,
+    Kind::Firewall,
+    Kind::DslGateway,
+    Kind::Modem,
+    Kind::Ont,
+    Kind::Printer,
+    Kind::Ups,
+    Kind::Pdu,
+    Kind::Pbx,
+    Kind::Radio,
+    Kind::Nas,
+    Kind::Camera,
+    Kind::Phone,
+];
 /// Votes are clamped so no single data entry can swamp the rest.
 const MAX_WEIGHT: i32 = 20;
 
@@ -334,7 +353,7 @@ impl Model {
     }
 
     /// Weighs the facts. Deterministic: ties go to the kind listed first in
-    /// [`Kind::ALL`].
+    /// [`TIE_ORDER`] (router, switch, ap, firewall, ...).
     pub fn weigh(&self, facts: &Facts<'_>) -> Weighed {
         let mut tally = Tally::default();
         self.weigh_interfaces(facts, &mut tally);
@@ -656,12 +675,11 @@ impl Tally {
     }
 
     fn finish(self, min_score: i32) -> Weighed {
-        let mut scores: Vec<(Kind, i32)> = Kind::ALL
+        let mut scores: Vec<(Kind, i32)> = TIE_ORDER
             .into_iter()
-            .filter(|k| *k != Kind::Other)
             .filter_map(|k| self.scores.get(&k).map(|s| (k, *s)))
             .collect();
-        // Stable: equal scores keep Kind::ALL's order.
+        // Stable: equal scores keep TIE_ORDER.
         scores.sort_by_key(|s| std::cmp::Reverse(s.1));
         let top = scores.first().map_or(0, |s| s.1);
         let second = scores.get(1).map_or(0, |s| s.1.max(0));

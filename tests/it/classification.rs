@@ -25,10 +25,13 @@ use crate::support;
 use crate::support::snmpsim::SnmpSim;
 
 /// Floors on `../shared/devices-dev/`, in percent (kind right, recognised =
-/// a definite kind that is right where `other` is not accepted, vendor right).
-const DEV_KIND_FLOOR: f64 = 85.7;
+/// a definite kind that is right where `other` is not accepted, vendor right):
+/// one device below what the agent reached (304/351, 209/241, 290/351), so
+/// that a device a loaded CI machine's simulator answers too late for does
+/// not turn CI red, while any real regression does.
+const DEV_KIND_FLOOR: f64 = 86.3;
 const DEV_RECOGNISED_FLOOR: f64 = 86.3;
-const DEV_VENDOR_FLOOR: f64 = 82.6;
+const DEV_VENDOR_FLOOR: f64 = 82.3;
 
 /// One labelled recording of the dev set.
 struct Label {
