@@ -34,6 +34,13 @@ const EMBEDDED: [(&str, &str); 3] = [
 /// Interface types that are Ethernet-like ports (ethernetCsmacd,
 /// fastEther, fastEtherFX, gigabitEthernet).
 const ETHERNET_TYPES: [u64; 4] = [6, 62, 69, 117];
+/// DSL line interface types: adsl, radsl, sdsl, vdsl, shdsl, adsl2,
+/// adsl2plus, vdsl2, gfast.
+const DSL_LINE_TYPES: [u64; 9] = [94, 95, 96, 97, 169, 230, 238, 251, 279];
+/// PON interface types: gpon, pon155, pon622.
+const PON_TYPES: [u64; 3] = [250, 207, 208];
+/// docsCableUpstream.
+const DOCSIS_UPSTREAM: u64 = 129;
 /// ipForwarding.0 (IP-MIB): 1 = the device routes, 2 = it is a host.
 pub const IP_FORWARDING_OID: &str = "1.3.6.1.2.1.4.1.0";
 /// A sysDescr or ENTITY text is looked at up to this many words.
@@ -195,7 +202,7 @@ struct RawEnterprise {
 }
 
 /// The computed features an operator can weigh (docs/classification.md).
-pub const FEATURES: [&str; 11] = [
+pub const FEATURES: [&str; 14] = [
     "no-interfaces",
     "ethernet-ports-1",
     "ethernet-ports-4",
@@ -207,6 +214,9 @@ pub const FEATURES: [&str; 11] = [
     "entity-ports-8",
     "services-host-only",
     "wireless-interface-names",
+    "dsl-lines-8",
+    "pon-ports-4",
+    "docsis-upstreams-12",
 ];
 
 /// Interface names of virtual interfaces: VLANs and sub-interfaces,
@@ -468,6 +478,18 @@ impl Model {
         }
         if facts.entity_ports >= 8 {
             self.feature("entity-ports-8", tally);
+        }
+        // A subscriber's box has one or two lines; the access node at the
+        // other end (a DSLAM, an OLT, a CMTS) has many, of the same types.
+        let count = |types: &[u64]| facts.if_types.iter().filter(|t| types.contains(t)).count();
+        if count(&DSL_LINE_TYPES) >= 8 {
+            self.feature("dsl-lines-8", tally);
+        }
+        if count(&PON_TYPES) >= 4 {
+            self.feature("pon-ports-4", tally);
+        }
+        if count(&[DOCSIS_UPSTREAM]) >= 12 {
+            self.feature("docsis-upstreams-12", tally);
         }
     }
 
@@ -760,6 +782,23 @@ mod tests {
         assert!(weighed.confidence > 50);
         let weighed = model.weigh(&facts(&none, &[]));
         assert_eq!(weighed.kind, None, "{weighed:?}");
+    }
+
+    #[test]
+    fn many_subscriber_lines_make_an_access_node_not_a_cpe() {
+        let model = Model::embedded();
+        let none = BTreeSet::new();
+        let cpe: Vec<u64> = vec![251, 6, 6];
+        assert_eq!(
+            model.weigh(&facts(&none, &cpe)).kind,
+            Some(Kind::DslGateway)
+        );
+        let dslam: Vec<u64> = std::iter::repeat_n(251, 24).chain([6, 6]).collect();
+        let weighed = model.weigh(&facts(&none, &dslam));
+        assert_eq!(weighed.kind, Some(Kind::Switch), "{weighed:?}");
+        let cmts: Vec<u64> = std::iter::repeat_n(129, 16).chain([127, 128, 6]).collect();
+        let weighed = model.weigh(&facts(&none, &cmts));
+        assert_eq!(weighed.kind, Some(Kind::Router), "{weighed:?}");
     }
 
     #[test]
