@@ -21,7 +21,7 @@ use regex_lite::{Regex, RegexBuilder};
 use serde::Deserialize;
 
 use super::evidence::{Facts, Model, RawModel, IP_FORWARDING_OID};
-use super::vendor::VendorFacts;
+use super::vendor::{is_unix, longest_digit_run, VendorFacts};
 use crate::config::{Config, ConfigError};
 use crate::message::{kind_names, Classification, EntityFacts, Kind};
 
@@ -714,12 +714,7 @@ impl Rule {
 /// An ENTITY-MIB model or firmware worth reporting: not a bare part or
 /// serial number (a run of eight digits or more, "1078800081-02").
 fn plausible(what: &str, value: &str) -> bool {
-    let longest_digit_run = value
-        .split(|c: char| !c.is_ascii_digit())
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
-    what != "model" || (longest_digit_run < 8 && value.chars().any(char::is_alphabetic))
+    what != "model" || (longest_digit_run(value) < 8 && value.chars().any(char::is_alphabetic))
 }
 
 /// A model or firmware a sysDescr states in so many words ("Model: X",
@@ -750,12 +745,12 @@ fn stated_in_descr(what: &str, descr: &str) -> Option<(String, String)> {
 /// A Unix sysDescr ("Linux core-switch 5.10 ...", net-snmp's default) has
 /// the host name second: a name someone chose says nothing of the kind.
 fn without_host_name(descr: &str) -> std::borrow::Cow<'_, str> {
-    const UNIXES: [&str; 6] = ["Linux", "FreeBSD", "NetBSD", "OpenBSD", "Darwin", "SunOS"];
+    if !is_unix(descr) {
+        return descr.into();
+    }
     let mut words = descr.splitn(3, ' ');
     match (words.next(), words.next(), words.next()) {
-        (Some(os), Some(_host), rest) if UNIXES.contains(&os) => {
-            format!("{os} {}", rest.unwrap_or_default()).into()
-        }
+        (Some(os), Some(_host), rest) => format!("{os} {}", rest.unwrap_or_default()).into(),
         _ => descr.into(),
     }
 }

@@ -551,7 +551,7 @@ fn pieces(text: &str, per_piece: usize) -> Vec<(usize, String)> {
     let mut piece = String::new();
     let (mut statements, mut depth, mut first_line) = (0usize, 0i32, 1usize);
     for (number, line) in text.lines().enumerate() {
-        let code = strip_comment(line);
+        let (code, balance) = scan(line);
         let trimmed = code.trim();
         if depth == 0 && trimmed.starts_with('[') {
             if statements > 0 {
@@ -571,7 +571,7 @@ fn pieces(text: &str, per_piece: usize) -> Vec<(usize, String)> {
         }
         piece.push_str(line);
         piece.push('\n');
-        depth += bracket_balance(code);
+        depth += balance;
         if depth <= 0 {
             depth = 0;
             statements += 1;
@@ -587,10 +587,12 @@ fn pieces(text: &str, per_piece: usize) -> Vec<(usize, String)> {
     out
 }
 
-/// The line without its `#` comment (a `#` inside a string is kept).
-fn strip_comment(line: &str) -> &str {
+/// The line without its `#` comment, and its opening minus closing
+/// brackets and braces; both outside strings (`"..."` with escapes, `'...'`).
+fn scan(line: &str) -> (&str, i32) {
     let mut quote: Option<char> = None;
     let mut escaped = false;
+    let mut balance = 0;
     for (at, c) in line.char_indices() {
         match quote {
             Some('"') if escaped => escaped = false,
@@ -598,31 +600,13 @@ fn strip_comment(line: &str) -> &str {
             Some(q) if c == q => quote = None,
             Some(_) => {}
             None if c == '"' || c == '\'' => quote = Some(c),
-            None if c == '#' => return &line[..at],
-            None => {}
-        }
-    }
-    line
-}
-
-/// Opening minus closing brackets and braces outside strings.
-fn bracket_balance(code: &str) -> i32 {
-    let mut quote: Option<char> = None;
-    let mut escaped = false;
-    let mut balance = 0;
-    for c in code.chars() {
-        match quote {
-            Some('"') if escaped => escaped = false,
-            Some('"') if c == '\\' => escaped = true,
-            Some(q) if c == q => quote = None,
-            Some(_) => {}
-            None if c == '"' || c == '\'' => quote = Some(c),
+            None if c == '#' => return (&line[..at], balance),
             None if c == '[' || c == '{' => balance += 1,
             None if c == ']' || c == '}' => balance -= 1,
             None => {}
         }
     }
-    balance
+    (line, balance)
 }
 
 /// Lower-case words: letters, digits, '-' and '+' hold a word together; a
@@ -782,6 +766,46 @@ mod tests {
         assert!(weighed.confidence > 50);
         let weighed = model.weigh(&facts(&none, &[]));
         assert_eq!(weighed.kind, None, "{weighed:?}");
+    }
+
+    #[test]
+    fn radio_and_virtual_interfaces_are_not_switch_ports() {
+        let model = Model::embedded();
+        let none = BTreeSet::new();
+        let names: Vec<String> = (0..4)
+            .map(|i| format!("ath{i}"))
+            .chain((0..8).map(|i| format!("br-lan.{i}")))
+            .chain(["eth0".to_string()])
+            .collect();
+        let types = vec![6; names.len()];
+        let weighed = model.weigh(&Facts {
+            if_names: &names,
+            ..facts(&none, &types)
+        });
+        assert_eq!(weighed.kind, Some(Kind::Ap), "{weighed:?}");
+        assert!(
+            !weighed
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("ethernet-ports-8")),
+            "{weighed:?}"
+        );
+        // With ifConnectorPresent, the device's own count is believed.
+        let weighed = model.weigh(&Facts {
+            physical_ethernet: Some(26),
+            ..facts(&none, &[6; 2])
+        });
+        assert!(
+            weighed
+                .reasons
+                .iter()
+                .any(|r| r.starts_with("ethernet-ports-24")),
+            "{weighed:?}"
+        );
+        assert!(is_radio_name("wlan1") && is_radio_name("wl0.1") && !is_radio_name("wlanx"));
+        assert!(
+            is_virtual_name("vlan10") && is_virtual_name("eth0.5") && !is_virtual_name("ge-0/0/1")
+        );
     }
 
     #[test]

@@ -180,13 +180,23 @@ const PLACES: &[&str] = &[
 /// sysDescr words looked at for a brand.
 const MAX_DESCR_WORDS: usize = 64;
 
+/// Systems whose sysDescr (net-snmp's default) is "<OS> <host name> ...".
+const UNIXES: [&str; 6] = ["Linux", "FreeBSD", "NetBSD", "OpenBSD", "Darwin", "SunOS"];
+
 /// A Unix sysDescr: "Linux <host name> <kernel> ...".
-fn is_unix(descr: &str) -> bool {
-    [
-        "Linux ", "FreeBSD ", "NetBSD ", "OpenBSD ", "Darwin ", "SunOS ",
-    ]
-    .iter()
-    .any(|os| descr.starts_with(os))
+pub(super) fn is_unix(descr: &str) -> bool {
+    descr
+        .split_once(' ')
+        .is_some_and(|(os, _)| UNIXES.contains(&os))
+}
+
+/// The longest run of ASCII digits in `text`: a serial or part number has
+/// a long one, a name or a model a short one.
+pub(super) fn longest_digit_run(text: &str) -> usize {
+    text.split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Lower-case words of a name: letters and digits only, legal forms kept.
@@ -509,12 +519,10 @@ fn compact(text: &str) -> String {
 fn looks_like_a_name(text: &str) -> bool {
     let letters = text.chars().filter(|c| c.is_alphabetic()).count();
     let digits = text.chars().filter(char::is_ascii_digit).count();
-    let longest_digit_run = text
-        .split(|c: char| !c.is_ascii_digit())
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
-    letters >= 1 && digits <= letters + 1 && longest_digit_run < 5 && text.chars().count() <= 80
+    letters >= 1
+        && digits <= letters + 1
+        && longest_digit_run(text) < 5
+        && text.chars().count() <= 80
 }
 
 #[cfg(test)]
@@ -569,6 +577,35 @@ mod tests {
         ] {
             assert_eq!(v.brand(bad), None, "{bad}");
         }
+    }
+
+    /// The embedded tables and registry: an alias names the later owner, but
+    /// a device that still calls itself by the registered name is believed;
+    /// a device that states nothing but its brand is named by it.
+    #[test]
+    fn the_devices_own_words_correct_an_alias_and_name_the_silent() {
+        let v = super::super::evidence::Model::embedded().vendors;
+        let resolve = |enterprise, descr| {
+            v.resolve(&VendorFacts {
+                enterprise,
+                sys_descr: descr,
+                ..VendorFacts::default()
+            })
+            .map(|(vendor, _)| vendor)
+        };
+        // 21013 is registered to Xirrus, aliased to Cambium (its owner since 2019).
+        assert_eq!(resolve(Some(21013), None).as_deref(), Some("Cambium"));
+        assert_eq!(
+            resolve(Some(21013), Some("Xirrus XD4-130 WiFi Array")).as_deref(),
+            Some("Xirrus")
+        );
+        assert_eq!(resolve(None, Some("Meraki MS")).as_deref(), Some("Meraki"));
+        assert_eq!(
+            resolve(None, Some("Linux meraki 5.4")),
+            None,
+            "a host name is no brand"
+        );
+        assert_eq!(resolve(Some(8072), Some("Linux box 5.4")), None);
     }
 
     #[test]
