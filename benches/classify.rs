@@ -14,9 +14,15 @@
 //! probe subtrees that have an object, the scalars the rules ask for, and the
 //! entity, interface and address tables. Only `assemble` is timed. Prints
 //! mean, median, 99th percentile and worst per device; nothing is asserted.
+//!
+//! It also prints the heap the classification data costs (a counting
+//! allocator): the rules and evidence model as the agent builds them, and,
+//! for comparison, `vendors.toml` parsed whole as a TOML document.
 
+use std::alloc::{GlobalAlloc, Layout, System as SystemAlloc};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use cpe_agent::discover::inventory::{self, Read};
@@ -26,6 +32,55 @@ use cpe_agent::snmp::walk::rows_from;
 use cpe_agent::snmp::{display_value, Oid, Value};
 
 type Recording = BTreeMap<Oid, Value>;
+
+/// Counts live heap bytes and their peak.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: forwards every call to the system allocator unchanged; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+        PEAK.fetch_max(live, Ordering::Relaxed);
+        // SAFETY: the caller's contract is passed on as it is.
+        unsafe { SystemAlloc.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { SystemAlloc.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// What `make` leaves on the heap and the most it held on the way, in KiB.
+fn heap<T>(make: impl FnOnce() -> T) -> (T, usize, usize) {
+    let base = LIVE.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let made = make();
+    let live = LIVE.load(Ordering::Relaxed).saturating_sub(base) / 1024;
+    let peak = PEAK.load(Ordering::Relaxed).saturating_sub(base) / 1024;
+    (made, live, peak)
+}
+
+fn print_heap() {
+    let (rules, live, peak) = heap(Rules::embedded);
+    let (model, model_live, model_peak) = heap(cpe_agent::discover::evidence::Model::embedded);
+    let (whole, whole_live, whole_peak) =
+        heap(|| toml::from_str::<toml::Table>(include_str!("../src/discover/vendors.toml")));
+    println!("heap of the classification data:");
+    println!("| what | live KiB | peak KiB |");
+    println!("| --- | --- | --- |");
+    println!("| Rules::embedded() (product rules and evidence model) | {live} | {peak} |");
+    println!("| evidence::Model::embedded() alone | {model_live} | {model_peak} |");
+    println!(
+        "| vendors.toml parsed whole as a TOML document (not done) | {whole_live} | {whole_peak} |"
+    );
+    drop((rules, model, whole));
+}
 
 fn parse_value(tag: &str, text: &str) -> Option<Value> {
     let hex = |t: &str| -> Option<Vec<u8>> {
@@ -143,6 +198,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
     let rounds = if quick { 2 } else { 20 };
+    print_heap();
     let rules = Rules::embedded();
     let files = recordings();
     let devices: Vec<(System, Read)> = files
