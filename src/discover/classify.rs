@@ -790,6 +790,22 @@ fn clean_opt(value: &Option<String>) -> Option<&str> {
     value.as_deref().and_then(clean)
 }
 
+/// An enterprise number stated inside a sysObjectID after its own: an OEM
+/// platform's arc that carries the brand's ("1.3.6.1.4.1.89.1.1.1.3.6.1.4.1.4526.100"
+/// is Netgear's 4526 on the platform's 89).
+fn embedded_enterprise(sys_object_id: &str) -> Option<u64> {
+    const PREFIX: [u64; 6] = [1, 3, 6, 1, 4, 1];
+    let arcs: Vec<u64> = sys_object_id
+        .split('.')
+        .take(128)
+        .map(|arc| arc.parse().ok())
+        .collect::<Option<_>>()?;
+    let rest = arcs.get(PREFIX.len() + 1..)?;
+    rest.windows(PREFIX.len() + 1)
+        .find(|w| w[..PREFIX.len()] == PREFIX)
+        .map(|w| w[PREFIX.len()])
+}
+
 /// The evidence, cleaned once.
 struct View<'a> {
     sys_object_id: Option<&'a str>,
@@ -947,6 +963,7 @@ fn build(
     let vendor = vendor.or_else(|| {
         let (vendor, how) = model.vendors.resolve(&VendorFacts {
             enterprise: v.enterprise,
+            embedded: v.sys_object_id.and_then(embedded_enterprise),
             sys_descr: v.sys_descr,
             entity_mfg: v.entity_field(EntityField::Mfg),
             entity_texts: [EntityField::Descr, EntityField::Model]
@@ -1398,6 +1415,17 @@ fn parse_oid(text: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_enterprise_inside_a_sys_object_id_is_found() {
+        assert_eq!(
+            embedded_enterprise("1.3.6.1.4.1.89.1.1.1.3.6.1.4.1.4526.100.4.25"),
+            Some(4526)
+        );
+        assert_eq!(embedded_enterprise("1.3.6.1.4.1.9.1.1208"), None);
+        assert_eq!(embedded_enterprise("1.3.6.1.4.1.9.x"), None);
+        assert_eq!(embedded_enterprise("1.3.6.1.4.1.1.3.6.1.4.1"), None);
+    }
     use super::*;
     use std::path::{Path, PathBuf};
 

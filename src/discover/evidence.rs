@@ -202,7 +202,7 @@ struct RawEnterprise {
 }
 
 /// The computed features an operator can weigh (docs/classification.md).
-pub const FEATURES: [&str; 14] = [
+pub const FEATURES: [&str; 16] = [
     "no-interfaces",
     "ethernet-ports-1",
     "ethernet-ports-4",
@@ -217,6 +217,8 @@ pub const FEATURES: [&str; 14] = [
     "dsl-lines-8",
     "pon-ports-4",
     "docsis-upstreams-12",
+    "stated-ports-8",
+    "stated-ports-24",
 ];
 
 /// Interface names of virtual interfaces: VLANs and sub-interfaces,
@@ -374,6 +376,7 @@ impl Model {
         }
         self.weigh_services(facts, &mut tally);
         self.weigh_words(facts, &mut tally);
+        self.weigh_stated_ports(facts, &mut tally);
         if let Some(votes) = facts
             .vendor
             .and_then(|v| self.vendors.makes(facts.enterprise, v))
@@ -510,6 +513,25 @@ impl Model {
         }
     }
 
+    /// The port count a device states of itself ("24-Port Gigabit Smart
+    /// Switch", "48x1G 2x10G"): a switch says it where its interface table
+    /// is missing or thin.
+    fn weigh_stated_ports(&self, facts: &Facts<'_>, tally: &mut Tally) {
+        let stated = facts
+            .sys_descr
+            .into_iter()
+            .chain(facts.entity_texts.iter().copied())
+            .map(stated_ports)
+            .max()
+            .unwrap_or(0);
+        if stated >= 8 {
+            self.feature("stated-ports-8", tally);
+        }
+        if stated >= 24 {
+            self.feature("stated-ports-24", tally);
+        }
+    }
+
     fn weigh_words(&self, facts: &Facts<'_>, tally: &mut Tally) {
         let words: Vec<String> = facts
             .sys_descr
@@ -611,7 +633,9 @@ fn scan(line: &str) -> (&str, i32) {
 
 /// Lower-case words: letters, digits, '-' and '+' hold a word together; a
 /// hyphenated word also yields its parts ("smart-ups" → smart-ups, smart,
-/// ups). Pure numbers are not words.
+/// ups), and a model code of letters then digits also yields its letters
+/// ("AP1321" → ap1321, ap; "ISR4321/K9" → isr4321, isr), the series a
+/// maker names after the kind. Pure numbers are not words.
 pub fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '+'))
         .map(|w| w.trim_matches(|c| c == '-' || c == '+'))
@@ -626,9 +650,61 @@ pub fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
             } else {
                 Vec::new()
             };
-            std::iter::once(whole).chain(parts)
+            let series: Vec<String> = std::iter::once(whole.as_str())
+                .chain(parts.iter().map(String::as_str))
+                .filter_map(model_series)
+                .collect();
+            std::iter::once(whole).chain(parts).chain(series)
         })
         .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The letters of a model code that starts with two to five letters and
+/// goes on with a digit ("ap1321" → "ap"); `None` for other words.
+fn model_series(word: &str) -> Option<String> {
+    let letters = word.chars().take_while(char::is_ascii_alphabetic).count();
+    let next = word[letters..].chars().next()?;
+    ((2..=5).contains(&letters) && next.is_ascii_digit()).then(|| word[..letters].to_string())
+}
+
+/// The ports a text states: the sum of "N-port"/"N port(s)" and of
+/// "NxSPEEDG" groups ("48x1G 2x10G" is 50), each N at most 4 digits.
+/// Only the first [`MAX_WORDS`] words are looked at.
+pub fn stated_ports(text: &str) -> usize {
+    let words: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || c == ',' || c == '(' || c == ')')
+        .filter(|w| !w.is_empty())
+        .take(MAX_WORDS)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let leading_number = |w: &str| -> Option<(usize, usize)> {
+        let digits = w.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 4 {
+            return None;
+        }
+        Some((w[..digits].parse().ok()?, digits))
+    };
+    let mut total = 0;
+    for (i, word) in words.iter().enumerate() {
+        let Some((n, digits)) = leading_number(word) else {
+            continue;
+        };
+        let rest = &word[digits..];
+        let port_follows = rest.trim_start_matches('-').starts_with("port")
+            || (rest.is_empty() && words.get(i + 1).is_some_and(|w| w.starts_with("port")));
+        let speed_group = rest.strip_prefix('x').is_some_and(|speed| {
+            let speed = speed.trim_end_matches(['e', 'b', 's']);
+            speed.len() >= 2
+                && speed.ends_with('g')
+                && speed[..speed.len() - 1]
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || c == '.')
+        });
+        if port_follows || speed_group {
+            total += n;
+        }
+    }
+    total
 }
 
 /// A probe root as dotted numeric, at least two arcs.
@@ -754,7 +830,44 @@ mod tests {
     #[test]
     fn words_split_on_punctuation_and_hyphens() {
         let words: Vec<String> = tokens("APC Smart-UPS 1500, VDSL2+ (v1.2) 2024").collect();
-        assert_eq!(words, ["apc", "smart-ups", "smart", "ups", "vdsl2", "v1"]);
+        assert_eq!(
+            words,
+            ["apc", "smart-ups", "smart", "ups", "vdsl2", "vdsl", "v1"]
+        );
+    }
+
+    #[test]
+    fn model_codes_yield_their_series() {
+        let words: Vec<String> = tokens("OAW-AP1321 ISR4321/K9 v1 11ac cisco1941").collect();
+        assert_eq!(
+            words,
+            [
+                "oaw-ap1321",
+                "oaw",
+                "ap1321",
+                "ap",
+                "isr4321",
+                "isr",
+                "k9",
+                "v1",
+                "11ac",
+                "cisco1941",
+                "cisco"
+            ]
+        );
+    }
+
+    #[test]
+    fn stated_port_counts_are_summed() {
+        assert_eq!(stated_ports("24-Port Gigabit Smart Switch with PoE"), 24);
+        assert_eq!(stated_ports("LB4M 48x1G 2x10G, *, VxWorks 6.6"), 50);
+        assert_eq!(stated_ports("Switch 16 Ports, 4x10GbE"), 20);
+        assert_eq!(stated_ports("Linux 4.14 #1 SMP 2x2 MIMO 5x speed"), 0);
+        assert_eq!(
+            stated_ports("Firmware 12345-port"),
+            0,
+            "five digits are not a count"
+        );
     }
 
     #[test]

@@ -63,6 +63,10 @@ enum BrandAt {
 #[derive(Debug, Default)]
 pub struct VendorFacts<'a> {
     pub enterprise: Option<u64>,
+    /// An enterprise number inside the sysObjectID after its own (an OEM
+    /// platform's arc carrying the brand's): used where the first says
+    /// nothing of the maker.
+    pub embedded: Option<u64>,
     pub sys_descr: Option<&'a str>,
     pub entity_mfg: Option<&'a str>,
     /// ENTITY-MIB chassis description and model: the device's own words.
@@ -175,6 +179,78 @@ const PLACES: &[&str] = &[
     "foshan",
     "zhongshan",
     "huizhou",
+];
+
+/// Words that begin many sysDescrs without naming a maker: what a device
+/// is, not who made it ([`Vendors::leading_name`] stops at them).
+const GENERIC_WORDS: &[&str] = &[
+    "access",
+    "agent",
+    "base",
+    "broadband",
+    "business",
+    "cable",
+    "camera",
+    "card",
+    "console",
+    "controller",
+    "device",
+    "digital",
+    "dual",
+    "embedded",
+    "enterprise",
+    "ethernet",
+    "fast",
+    "fiber",
+    "firmware",
+    "gateway",
+    "gigabit",
+    "hardware",
+    "high",
+    "home",
+    "host",
+    "industrial",
+    "integrated",
+    "intelligent",
+    "layer",
+    "managed",
+    "management",
+    "media",
+    "modem",
+    "module",
+    "multi",
+    "network",
+    "networks",
+    "office",
+    "optical",
+    "point",
+    "port",
+    "power",
+    "printer",
+    "radio",
+    "rack",
+    "remote",
+    "router",
+    "server",
+    "single",
+    "smart",
+    "snmp",
+    "software",
+    "standard",
+    "station",
+    "storage",
+    "switch",
+    "switching",
+    "system",
+    "terminal",
+    "the",
+    "this",
+    "unit",
+    "universal",
+    "version",
+    "video",
+    "web",
+    "wireless",
 ];
 
 /// sysDescr words looked at for a brand.
@@ -364,8 +440,12 @@ impl Vendors {
 
     /// The vendor and how it was found.
     pub fn resolve(&self, facts: &VendorFacts<'_>) -> Option<(String, String)> {
-        let entry = facts.enterprise.and_then(|n| self.enterprises.get(&n));
-        let says_nothing = facts.enterprise.is_none() || entry.is_some_and(|e| e.generic);
+        let enterprise = match (facts.enterprise, facts.embedded) {
+            (Some(first), Some(embedded)) if self.says_little(first) => Some(embedded),
+            (first, _) => first,
+        };
+        let entry = enterprise.and_then(|n| self.enterprises.get(&n));
+        let says_nothing = enterprise.is_none() || entry.is_some_and(|e| e.generic);
         let oem = entry.is_some_and(|e| e.oem);
         let own_words = compact(
             &std::iter::once(facts.sys_descr.unwrap_or_default())
@@ -376,7 +456,7 @@ impl Vendors {
         );
         let named = facts.sys_descr.and_then(|d| self.named_first(d));
         let by_enterprise = (!says_nothing && !oem)
-            .then(|| self.by_enterprise(facts.enterprise?, entry, &own_words, named.as_ref()))
+            .then(|| self.by_enterprise(enterprise?, entry, &own_words, named.as_ref()))
             .flatten();
         let by_entity = facts
             .entity_mfg
@@ -396,15 +476,55 @@ impl Vendors {
             }
             return Some((vendor, how));
         }
+        // A known brand leading the device's own words beats the MAC: a
+        // MAC block is often the network module's maker.
         by_entity
-            .or_else(|| self.by_mac(facts.macs))
             .or(named)
+            .or_else(|| self.by_mac(facts.macs))
             .or_else(|| self.named_anywhere(facts.sys_descr?))
             .or_else(|| {
                 let vendor = entry.filter(|e| e.oem)?.vendor.as_deref()?;
                 let brand = self.brand(vendor)?;
                 Some((brand, "the platform's enterprise number".to_string()))
             })
+            .or_else(|| self.leading_name(facts.sys_descr?))
+    }
+
+    /// An enterprise number that says nothing of the maker: net-snmp's, an
+    /// OEM platform's, or one neither the tables nor the registry know.
+    fn says_little(&self, number: u64) -> bool {
+        match self.enterprises.get(&number) {
+            Some(e) => e.generic || e.oem,
+            None => registry::enterprise_owner(number).is_none(),
+        }
+    }
+
+    /// The name a sysDescr begins with, when nothing else names the maker:
+    /// up to three capitalised words of letters ("Airconsole 2.80", "West
+    /// Mountain Radio RIGrunner"), cut at the first word that is generic
+    /// ("Gigabit", "Ethernet", "Switch") or not a name. `None` for a Unix
+    /// sysDescr (its first word is the OS) and a generic first word.
+    fn leading_name(&self, descr: &str) -> Option<(String, String)> {
+        if is_unix(descr) {
+            return None;
+        }
+        let taken: Vec<&str> = descr
+            .split_whitespace()
+            .take(3)
+            .map(|w| w.trim_matches(|c: char| matches!(c, '"' | '\'' | '\\' | ',' | ';' | ':')))
+            .take_while(|w| {
+                let mut chars = w.chars();
+                chars.next().is_some_and(|c| c.is_ascii_uppercase())
+                    && chars.all(|c| c.is_ascii_alphabetic())
+                    && !GENERIC_WORDS.contains(&w.to_ascii_lowercase().as_str())
+            })
+            .collect();
+        let name = taken.join(" ");
+        if name.len() < 3 {
+            return None;
+        }
+        let brand = self.brand(&name)?;
+        Some((brand, format!("sysDescr begins with the name \"{name}\"")))
     }
 
     /// The brand of an enterprise number: the alias table's, else the
@@ -460,10 +580,26 @@ impl Vendors {
     /// "Meraki MS"): devices that state nothing else often say this.
     fn named_first(&self, descr: &str) -> Option<(String, String)> {
         let words: Vec<String> = words(descr).into_iter().take(3).collect();
-        (1..=words.len().min(2)).rev().find_map(|n| {
-            let key = words[..n].join(" ");
-            let brand = self.known_brand(&key)?;
-            Some((brand, format!("sysDescr begins with the brand \"{key}\"")))
+        (1..=words.len().min(2))
+            .rev()
+            .find_map(|n| {
+                let key = words[..n].join(" ");
+                let brand = self.known_brand(&key)?;
+                Some((brand, format!("sysDescr begins with the brand \"{key}\"")))
+            })
+            .or_else(|| self.brand_prefix(words.first()?))
+    }
+
+    /// A known brand of five letters or more that a first word is made of,
+    /// followed by a product name ("ZebraNet" is Zebra's).
+    fn brand_prefix(&self, word: &str) -> Option<(String, String)> {
+        (5..word.len()).rev().find_map(|len| {
+            let key = word.get(..len)?;
+            let brand = self.known_brand(key)?;
+            Some((
+                brand,
+                format!("sysDescr's first word begins with the brand \"{key}\""),
+            ))
         })
     }
 
@@ -523,6 +659,15 @@ fn looks_like_a_name(text: &str) -> bool {
         && digits <= letters + 1
         && longest_digit_run(text) < 5
         && text.chars().count() <= 80
+        && !is_code(text.trim())
+}
+
+/// One word of capitals then two digits or more ("DNT00", "ABC123"): a
+/// part or batch code, not a name.
+fn is_code(word: &str) -> bool {
+    let capitals = word.chars().take_while(char::is_ascii_uppercase).count();
+    let rest = &word[capitals..];
+    capitals >= 1 && rest.len() >= 2 && rest.chars().all(|c| c.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -606,6 +751,55 @@ mod tests {
             "a host name is no brand"
         );
         assert_eq!(resolve(Some(8072), Some("Linux box 5.4")), None);
+    }
+
+    /// Where the registry and the MACs say nothing, the device's own first
+    /// words name it; generic words and a Unix host name do not.
+    #[test]
+    fn a_silent_device_is_named_by_its_first_words() {
+        let v = super::super::evidence::Model::embedded().vendors;
+        let resolve = |descr| {
+            v.resolve(&VendorFacts {
+                sys_descr: Some(descr),
+                ..VendorFacts::default()
+            })
+            .map(|(vendor, _)| vendor)
+        };
+        assert_eq!(resolve("Airconsole 2.80").as_deref(), Some("Airconsole"));
+        assert_eq!(
+            resolve("\\\"West Mountain Radio RIGrunner 4005i").as_deref(),
+            Some("West Mountain"),
+            "cut at a generic word"
+        );
+        assert_eq!(resolve("ZebraNet Wired PS").as_deref(), Some("Zebra"));
+        assert_eq!(resolve("Gigabit Ethernet Switch"), None);
+        assert_eq!(resolve("Base Station V3.84"), None);
+        assert_eq!(resolve("Linux Acme 5.4"), None);
+        assert_eq!(resolve("GS108Tv2"), None);
+    }
+
+    /// An OEM platform's sysObjectID that carries the brand's arc.
+    #[test]
+    fn an_embedded_enterprise_names_the_oem_brand() {
+        let v = super::super::evidence::Model::embedded().vendors;
+        let (vendor, how) = v
+            .resolve(&VendorFacts {
+                enterprise: Some(89),
+                embedded: Some(4526),
+                sys_descr: Some("24-Port Gigabit Smart Switch"),
+                ..VendorFacts::default()
+            })
+            .expect("a vendor");
+        assert_eq!(vendor, "Netgear", "{how}");
+    }
+
+    #[test]
+    fn part_codes_are_not_names() {
+        assert!(is_code("DNT00"));
+        assert!(is_code("ABC123"));
+        assert!(!is_code("3Com"));
+        assert!(!is_code("F5"));
+        assert!(!is_code("Zyxel"));
     }
 
     #[test]
