@@ -8,6 +8,7 @@
 //! cargo bench --bench classify -- --quick   # 2 rounds (CI: keeps it working)
 //! CLASSIFY_EXPLAIN=airos,zebra cargo bench --bench classify -- --quick
 //!                                            # and the evidence of these recordings
+//! CLASSIFY_ONLY=comware,aos7 cargo bench --bench classify   # time just these
 //! ```
 //!
 //! Each recording is read as a device would answer: the system group, the
@@ -200,7 +201,16 @@ fn main() {
     let rounds = if quick { 2 } else { 20 };
     print_heap();
     let rules = Rules::embedded();
-    let files = recordings();
+    // CLASSIFY_ONLY=comware,aos7: time (and profile) just these recordings.
+    let only = std::env::var("CLASSIFY_ONLY").unwrap_or_default();
+    let files: Vec<PathBuf> = recordings()
+        .into_iter()
+        .filter(|p| {
+            only.is_empty()
+                || p.file_stem()
+                    .is_some_and(|s| only.split(',').any(|o| s.to_string_lossy() == o))
+        })
+        .collect();
     let devices: Vec<(System, Read)> = files
         .iter()
         .map(|p| device(&read_recording(p), &rules))
@@ -226,13 +236,21 @@ fn main() {
         }
     }
     let mut per_device: Vec<Duration> = Vec::new();
+    let mut classify_only: Vec<Duration> = Vec::new();
+    let mut by_device: Vec<Vec<Duration>> = vec![Vec::new(); devices.len()];
     let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
     for round in 0..rounds {
-        for (system, read) in &devices {
+        for (at, (system, read)) in devices.iter().enumerate() {
             let (system, read) = (system.clone(), read.clone());
             let started = Instant::now();
-            let inventory = inventory::assemble(system, read, &rules);
+            let inventory = inventory::assemble_with(system, read, |evidence| {
+                let started = Instant::now();
+                let classification = rules.classify(evidence);
+                classify_only.push(started.elapsed());
+                classification
+            });
             per_device.push(started.elapsed());
+            by_device[at].push(*classify_only.last().unwrap_or(&Duration::ZERO));
             if round == 0 {
                 *kinds
                     .entry(inventory.classification.kind.to_string())
@@ -240,23 +258,55 @@ fn main() {
             }
         }
     }
-    per_device.sort();
-    let n = per_device.len();
-    let total: Duration = per_device.iter().sum();
-    let at = |q: f64| per_device[((n as f64 * q) as usize).min(n - 1)];
     println!(
-        "classification: inventory::assemble per device, {} devices x {rounds} rounds",
+        "CPU per device, {} devices x {rounds} rounds",
         devices.len()
     );
-    println!("| mean | median | p99 | worst |");
-    println!("| --- | --- | --- | --- |");
-    println!(
-        "| {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
-        total.as_secs_f64() * 1e6 / n as f64,
-        at(0.5).as_secs_f64() * 1e6,
-        at(0.99).as_secs_f64() * 1e6,
-        per_device[n - 1].as_secs_f64() * 1e6
-    );
+    println!("| what | mean | median | p99 | worst |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (what, times) in [
+        (
+            "Rules::classify (rules, evidence, vendor)",
+            &mut classify_only,
+        ),
+        (
+            "inventory::assemble (tables to inventory, classified)",
+            &mut per_device,
+        ),
+    ] {
+        times.sort();
+        let n = times.len();
+        let total: Duration = times.iter().sum();
+        let at = |q: f64| times[((n as f64 * q) as usize).min(n - 1)];
+        println!(
+            "| {what} | {:.1} µs | {:.1} µs | {:.1} µs | {:.1} µs |",
+            total.as_secs_f64() * 1e6 / n as f64,
+            at(0.5).as_secs_f64() * 1e6,
+            at(0.99).as_secs_f64() * 1e6,
+            times[n - 1].as_secs_f64() * 1e6
+        );
+    }
+    // The devices whose classification costs most (median of their
+    // rounds): what to look at when the worst case grows.
+    let mut medians: Vec<(Duration, &Path)> = by_device
+        .iter_mut()
+        .zip(&files)
+        .map(|(times, file)| {
+            times.sort();
+            (times[times.len() / 2], file.as_path())
+        })
+        .collect();
+    medians.sort();
+    let slowest: Vec<String> = medians
+        .iter()
+        .rev()
+        .take(5)
+        .map(|(t, f)| {
+            let stem = f.file_stem().unwrap_or_default().to_string_lossy();
+            format!("{stem} {:.0} µs", t.as_secs_f64() * 1e6)
+        })
+        .collect();
+    println!("slowest to classify (median): {}", slowest.join(", "));
     let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
     println!("kinds (first round): {}", kinds.join(", "));
 }

@@ -6,6 +6,8 @@
 //! cargo bench --bench compare              # the full run (about 13 min; needs root)
 //! cargo bench --bench compare -- --quick   # every part, small and short (CI, ~30 s)
 //! COMPARE_ONLY=walk,sweep cargo bench --bench compare   # some sections only
+//! COMPARE_SMAPS_OUT=/tmp/smaps COMPARE_ONLY=daemons …   # and keep the agent's
+//!                                    # /proc/PID/smaps at the end of its window
 //! ```
 //!
 //! Sections (docs/benchmarks.md says what each row measures and how):
@@ -1209,6 +1211,12 @@ fn measure_window(
         thread::sleep(Duration::from_millis(20));
     }
     let cpu = process_cpu_s(pid) - startup_cpu;
+    if let Some(out) = std::env::var_os("COMPARE_SMAPS_OUT") {
+        // Where the resident set is (the binary's pages, heap, libraries).
+        if let Err(e) = std::fs::copy(format!("/proc/{pid}/smaps"), &out) {
+            eprintln!("COMPARE_SMAPS_OUT: {e}");
+        }
+    }
     let hwm = status_kb(pid, "VmHWM");
     let rss = Resident {
         total_kb: status_kb(pid, "VmRSS"),

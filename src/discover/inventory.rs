@@ -17,7 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use super::classify::{Evidence, Rules};
-use crate::message::{Entity, EntityFacts, Interface, Inventory, IpAddress, System};
+use crate::message::{
+    Classification, Entity, EntityFacts, Interface, Inventory, IpAddress, System,
+};
 use crate::oid;
 use crate::snmp::walk::{self, Rows};
 use crate::snmp::{display_value, Client, Oid, Value, WalkOptions};
@@ -95,6 +97,16 @@ pub fn evidence(system: &System, subtrees: &BTreeSet<String>) -> Evidence {
 /// The inventory made of what was read, classified. Pure, so that it is
 /// tested and fuzzed without a device.
 pub fn assemble(system: System, read: Read, rules: &Rules) -> Inventory {
+    assemble_with(system, read, |evidence| rules.classify(evidence))
+}
+
+/// [`assemble`] with the classification step given: what the classify
+/// bench uses to time classification apart from the tables' assembly.
+pub fn assemble_with(
+    system: System,
+    read: Read,
+    classify: impl FnOnce(&Evidence) -> Classification,
+) -> Inventory {
     let entities = entities_from(&read.entities);
     let interfaces = interfaces_from(&read.interfaces, &read.interfaces_x);
     let ip_addresses = ip_addresses_from(&read.ip_addresses);
@@ -118,7 +130,7 @@ pub fn assemble(system: System, read: Read, rules: &Rules) -> Inventory {
         .collect();
     evidence.physical_ethernet = physical_ethernet(&interfaces, &read.interfaces_x);
     Inventory {
-        classification: rules.classify(&evidence),
+        classification: classify(&evidence),
         system,
         interfaces,
         entities,
