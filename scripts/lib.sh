@@ -1,4 +1,4 @@
-# Shared helpers for scripts/demo.sh and scripts/test.sh. Source, don't run.
+# Shared helpers for the scripts (demo, test, explain, sweep-time). Source, don't run.
 
 # Installs the Debian packages whose programs are missing: one `apt-get update`,
 # then one `apt-get install`. Arguments are pairs "program:package".
@@ -40,5 +40,37 @@ free_port() {
             return 0
         fi
     done
+    return 1
+}
+
+# Serves snmprec recordings with snmpsimd, one per loopback address
+# PREFIX.1, PREFIX.2, ... (e.g. PREFIX=127.0.9), from a data tree in DIR, and
+# waits until the last answers. Sets SIM_PORT and SIM_PID; the caller kills
+# SIM_PID. Needs snmpsimd, snmpget and python3.
+#   serve_recordings DIR PREFIX FILE...
+serve_recordings() {
+    local dir=$1 prefix=$2 k=0 f
+    shift 2
+    command -v snmpsimd >/dev/null || { echo "snmpsimd missing: apt-get install snmpsim" >&2; return 1; }
+    chmod 755 "$dir"
+    mkdir -p "$dir/data/public" "$dir/cache" "$dir/home"
+    chmod -R 755 "$dir/data" && chmod 777 "$dir/cache"
+    SIM_PORT=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    local endpoints=() user=()
+    for f in "$@"; do
+        cp "$f" "$dir/data/public/1.3.6.1.6.1.1.$k.snmprec"
+        chmod 644 "$dir/data/public/1.3.6.1.6.1.1.$k.snmprec"
+        k=$((k + 1))
+        endpoints+=(--agent-udpv4-endpoint="$prefix.$k:$SIM_PORT")
+    done
+    [ "$(id -u)" = 0 ] && user=(--process-user=nobody --process-group=nogroup)
+    HOME="$dir/home" snmpsimd --v2c-arch --data-dir="$dir/data" --cache-dir="$dir/cache" \
+        "${user[@]}" "${endpoints[@]}" >"$dir/snmpsimd.log" 2>&1 &
+    SIM_PID=$!
+    for _ in $(seq 1 120); do
+        snmpget -v2c -c public -t 0.5 -r 0 "$prefix.$k:$SIM_PORT" 1.3.6.1.2.1.1.3.0 >/dev/null 2>&1 && return 0
+        sleep 0.5
+    done
+    echo "snmpsimd did not answer on $prefix.$k:$SIM_PORT (see $dir/snmpsimd.log)" >&2
     return 1
 }

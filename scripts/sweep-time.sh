@@ -11,37 +11,18 @@
 # Needs snmpsimd (Debian package snmpsim) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 [ $# -ge 1 ] || { echo "usage: $0 CPE-AGENT-BINARY..." >&2; exit 2; }
 runs=${RUNS:-5}
 shared=../shared/devices
 [ -d "$shared" ] || { echo "$shared is missing" >&2; exit 1; }
-command -v snmpsimd >/dev/null || { echo "snmpsimd missing: apt-get install snmpsim" >&2; exit 1; }
 
 dir=$(mktemp -d)
-chmod 755 "$dir"
-pid=
-cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$dir"; }
+SIM_PID=
+cleanup() { [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
-mkdir -p "$dir/data/public" "$dir/cache" "$dir/home"
-chmod -R 755 "$dir/data" && chmod 777 "$dir/cache"
-endpoints=()
-k=0
-for f in "$shared"/*.snmprec; do
-    cp "$f" "$dir/data/public/1.3.6.1.6.1.1.$k.snmprec"
-    chmod 644 "$dir/data/public/1.3.6.1.6.1.1.$k.snmprec"
-    k=$((k + 1))
-done
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-for i in $(seq 1 "$k"); do endpoints+=(--agent-udpv4-endpoint="127.0.1.$i:$port"); done
-user=()
-[ "$(id -u)" = 0 ] && user=(--process-user=nobody --process-group=nogroup)
-HOME="$dir/home" snmpsimd --v2c-arch --data-dir="$dir/data" --cache-dir="$dir/cache" \
-    "${user[@]}" "${endpoints[@]}" >"$dir/snmpsimd.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 120); do
-    snmpget -v2c -c public -t 0.5 -r 0 "127.0.1.$k:$port" 1.3.6.1.2.1.1.1.0 >/dev/null 2>&1 && break
-    sleep 0.5
-done
+serve_recordings "$dir" 127.0.1 "$shared"/*.snmprec
+port=$SIM_PORT
 
 printf '%-44s %8s %8s %6s\n' BINARY WALL_S CPU_S FOUND
 for bin in "$@"; do

@@ -75,6 +75,11 @@ pub struct DiscoverArgs {
     /// --target and no --config, no config file is needed.
     #[arg(short, long = "target", value_name = "SPEC")]
     pub targets: Vec<TargetSpec>,
+    /// The widest --target allowed, as a prefix length (8 to 32) [default:
+    /// the config's discovery.max_prefix, 22]. A wider target is refused
+    /// rather than swept.
+    #[arg(long, value_name = "PREFIX", value_parser = clap::value_parser!(u8).range(8..=32))]
+    pub max_prefix: Option<u8>,
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -176,8 +181,13 @@ fn report(result: Result<(), String>) -> i32 {
     }
 }
 
+/// The most a file named on the command line (a bundle, an envelope, a key)
+/// may hold.
+const MAX_INPUT_BYTES: u64 = 16 * 1024 * 1024;
+
 fn read(path: &Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("{}: cannot read the {what}: {e}", path.display()))
+    crate::files::read_bounded(path, MAX_INPUT_BYTES)
+        .map_err(|e| format!("{}: cannot read the {what}: {e}", path.display()))
 }
 
 fn read_text(path: &Path, what: &str) -> Result<String, String> {
@@ -394,7 +404,16 @@ fn discover(args: DiscoverArgs) -> anyhow::Result<i32> {
     } else {
         Config::default()
     };
+    if let Some(max_prefix) = args.max_prefix {
+        config.discovery.max_prefix = max_prefix;
+    }
     if !args.targets.is_empty() {
+        for target in &args.targets {
+            if let Err(e) = target.check_size(config.discovery.max_prefix, "--max-prefix ") {
+                eprintln!("--target {e}");
+                return Ok(2);
+            }
+        }
         config.discovery.targets = args.targets;
         config.discovery.lan_subnets = false;
     }

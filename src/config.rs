@@ -33,6 +33,8 @@ pub const CONFIG_ENV: &str = "CPE_AGENT_CONFIG";
 /// The largest config file we read; anything larger is a mistake, not a config.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
+use crate::files::ReadError;
+
 /// The whole configuration.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -78,8 +80,16 @@ pub struct MqttConfig {
     pub keep_alive: HumanDuration,
     /// Topic prefix; `{agent_id}` is replaced by the agent id.
     pub topic_prefix: String,
+    /// The largest payload the agent publishes: a larger report is cut to
+    /// fit (docs/mqtt.md, Sizes). Set it to what the broker takes.
+    pub max_message_bytes: ByteSize,
     pub tls: TlsConfig,
 }
+
+/// Bounds of `mqtt.max_message_bytes`: a small inventory fits the lower; the
+/// upper leaves room for the topic under the 1 MiB packet limit.
+pub const MIN_MESSAGE_BYTES: u64 = 4 * 1024;
+pub const MAX_MESSAGE_BYTES: u64 = 960 * 1024;
 
 impl Default for MqttConfig {
     fn default() -> Self {
@@ -91,6 +101,7 @@ impl Default for MqttConfig {
             password: None,
             keep_alive: HumanDuration(Duration::from_secs(30)),
             topic_prefix: "cpe/v1/{agent_id}".to_string(),
+            max_message_bytes: ByteSize(256 * 1024),
             tls: TlsConfig::default(),
         }
     }
@@ -613,14 +624,13 @@ fn read_text(path: &Path) -> Result<(String, String), ConfigError> {
         key: None,
         message,
     };
-    let meta = std::fs::metadata(path).map_err(|e| plain(read_hint(&e)))?;
-    if meta.len() > MAX_CONFIG_BYTES {
-        return Err(plain(format!(
-            "the file is {} bytes; a config is at most {MAX_CONFIG_BYTES}",
-            meta.len()
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| plain(read_hint(&e)))?;
+    let bytes = crate::files::read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| match e {
+        ReadError::Io(e) => plain(read_hint(&e)),
+        ReadError::TooLarge(max) => plain(format!(
+            "the file is larger than {max} bytes, the most a config may be"
+        )),
+        not_regular => plain(format!("cannot read the config: {not_regular}")),
+    })?;
     let text = String::from_utf8(bytes).map_err(|e| {
         plain(format!(
             "the file is not UTF-8 text (bad byte at offset {})",
@@ -639,12 +649,17 @@ fn load_rules_file(path: &Path) -> Result<String, ConfigError> {
         key: None,
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let bytes = crate::files::read_bounded(path, MAX_CONFIG_BYTES).map_err(|e| {
         fail(format!(
             "cannot read the rules file named by discovery.rules_file: {e}"
         ))
     })?;
-    Ok(text)
+    String::from_utf8(bytes).map_err(|e| {
+        fail(format!(
+            "the rules file is not UTF-8 text (bad byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })
 }
 
 fn read_hint(e: &std::io::Error) -> String {
@@ -878,6 +893,15 @@ impl MqttConfig {
                 "wildcards '+' and '#' are not allowed in a topic prefix",
             );
         }
+        if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&self.max_message_bytes.0) {
+            return bad(
+                "mqtt.max_message_bytes",
+                &format!(
+                    "expected {MIN_MESSAGE_BYTES} to {MAX_MESSAGE_BYTES} bytes (\"4KiB\" to \"960KiB\"), got {}",
+                    self.max_message_bytes.0
+                ),
+            );
+        }
         if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
             return bad(
                 "mqtt.tls.cert_file",
@@ -900,17 +924,9 @@ impl DiscoveryConfig {
             ));
         }
         for (i, target) in self.targets.iter().enumerate() {
-            if let Some(prefix) = target.prefix() {
-                if prefix < self.max_prefix {
-                    return Err((
-                        format!("discovery.targets[{i}]"),
-                        format!(
-                            "{target} is larger than a /{}; split it, or raise the limit with discovery.max_prefix = {prefix}",
-                            self.max_prefix
-                        ),
-                    ));
-                }
-            }
+            target
+                .check_size(self.max_prefix, "discovery.max_prefix = ")
+                .map_err(|e| (format!("discovery.targets[{i}]"), e))?;
         }
         if !(1..=1024).contains(&self.concurrency) {
             return Err((

@@ -62,9 +62,48 @@ impl TargetSpec {
         }
     }
 
-    /// The literal IPv4 addresses the SPEC covers; a named host yields nothing
-    /// here and is resolved by the caller.
-    pub fn addresses(&self) -> Box<dyn Iterator<Item = Ipv4Addr> + Send + '_> {
+    /// Refuses a SPEC that covers more addresses than a /`max_prefix`
+    /// network: the guard of `discovery.max_prefix` and `discover --target`,
+    /// so that a typo never sweeps the internet.
+    /// `raise` names the knob in the error ("discovery.max_prefix = ").
+    pub fn check_size(&self, max_prefix: u8, raise: &str) -> Result<(), String> {
+        let limit = 1u64 << (32 - u32::from(max_prefix.min(32)));
+        if self.len() <= limit {
+            return Ok(());
+        }
+        let needed = 32 - (64 - (self.len() - 1).leading_zeros()).min(32) as u8;
+        Err(format!(
+            "{self} covers {} addresses, more than a /{max_prefix}; split it, or raise the limit with {raise}{needed}",
+            self.len()
+        ))
+    }
+
+    /// Does the SPEC cover `ip` on `port`? (A named host: only by the
+    /// address it was resolved to, see [`TargetSpec::resolved`].)
+    pub fn contains(&self, ip: Ipv4Addr, port: u16) -> bool {
+        if port != self.port {
+            return false;
+        }
+        match &self.set {
+            TargetSet::Cidr { .. } | TargetSet::Range { .. } => {
+                let (first, last) = self.bounds();
+                (first..=last).contains(&u32::from(ip))
+            }
+            TargetSet::Host(name) => name.parse::<Ipv4Addr>() == Ok(ip),
+        }
+    }
+
+    /// The same SPEC with a named host replaced by its address.
+    pub fn resolved(&self, ip: Ipv4Addr) -> TargetSpec {
+        TargetSpec {
+            set: TargetSet::Host(ip.to_string()),
+            port: self.port,
+        }
+    }
+
+    /// First and last address swept, as numbers (a CIDR up to /30 without
+    /// its network and broadcast addresses).
+    fn bounds(&self) -> (u32, u32) {
         match &self.set {
             TargetSet::Cidr { network, prefix } => {
                 let base = u32::from(*network);
@@ -74,15 +113,27 @@ impl TargetSpec {
                 } else {
                     (0, size - 1)
                 };
-                Box::new((first..=last).map(move |i| Ipv4Addr::from(base + i as u32)))
+                (base + first as u32, base + last as u32)
             }
-            TargetSet::Range { first, last } => {
-                Box::new((u32::from(*first)..=u32::from(*last)).map(Ipv4Addr::from))
+            TargetSet::Range { first, last } => (u32::from(*first), u32::from(*last)),
+            TargetSet::Host(name) => {
+                let ip = name.parse::<Ipv4Addr>().map_or(0, u32::from);
+                (ip, ip)
             }
-            TargetSet::Host(name) => match name.parse::<Ipv4Addr>() {
-                Ok(ip) => Box::new(std::iter::once(ip)),
-                Err(_) => Box::new(std::iter::empty()),
-            },
+        }
+    }
+
+    /// The literal IPv4 addresses the SPEC covers; a named host yields nothing
+    /// here and is resolved by the caller.
+    pub fn addresses(&self) -> Box<dyn Iterator<Item = Ipv4Addr> + Send + '_> {
+        match &self.set {
+            TargetSet::Host(name) if name.parse::<Ipv4Addr>().is_err() => {
+                Box::new(std::iter::empty())
+            }
+            _ => {
+                let (first, last) = self.bounds();
+                Box::new((first..=last).map(Ipv4Addr::from))
+            }
         }
     }
 
@@ -152,6 +203,14 @@ impl FromStr for TargetSpec {
                 .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
             {
                 return Err(fail(&format!("{body:?} is not an address or host name")));
+            }
+            // A name's last label is never all digits (RFC 1123): such a
+            // SPEC is a mistyped address, not a name to look up.
+            let last_label = body.rsplit('.').next().unwrap_or_default();
+            if last_label.bytes().all(|b| b.is_ascii_digit()) && body.parse::<Ipv4Addr>().is_err() {
+                return Err(fail(&format!(
+                    "{body:?} is not an IPv4 address (four numbers from 0 to 255)"
+                )));
             }
             TargetSet::Host(body.to_string())
         };
@@ -269,10 +328,47 @@ mod tests {
             ("10.0.0.1:99999", "port"),
             ("300.1.1.1/24", "not an IPv4"),
             ("bad host!", "not an address"),
+            ("256.1.1.1", "not an IPv4 address"),
+            ("10.0.0", "not an IPv4 address"),
+            ("1.2.3.4.5:161", "not an IPv4 address"),
         ] {
             let err = spec.parse::<TargetSpec>().expect_err(spec).to_string();
             assert!(err.contains(why), "{spec}: {err}");
         }
+    }
+
+    #[test]
+    fn sizes_are_bounded_by_the_prefix_limit() {
+        assert!(parse("10.0.0.0/22").check_size(22, "max = ").is_ok());
+        assert!(parse("10.0.0.0-10.0.3.255")
+            .check_size(22, "max = ")
+            .is_ok());
+        let err = parse("0.0.0.0/0")
+            .check_size(22, "max = ")
+            .expect_err("the internet");
+        assert!(
+            err.contains("more than a /22") && err.contains("/0"),
+            "{err}"
+        );
+        let err = parse("10.0.0.0-10.0.4.0")
+            .check_size(22, "max = ")
+            .expect_err("one over");
+        assert!(err.contains("raise the limit with max = 21"), "{err}");
+        assert!(parse("0.0.0.0/0").check_size(0, "max = ").is_ok());
+    }
+
+    #[test]
+    fn membership_matches_the_addresses() {
+        let t = parse("10.0.0.0/30:1161");
+        assert!(t.contains(Ipv4Addr::new(10, 0, 0, 1), 1161));
+        assert!(
+            !t.contains(Ipv4Addr::new(10, 0, 0, 0), 1161),
+            "network address"
+        );
+        assert!(!t.contains(Ipv4Addr::new(10, 0, 0, 1), 161), "other port");
+        assert!(parse("gw.lan")
+            .resolved(Ipv4Addr::LOCALHOST)
+            .contains(Ipv4Addr::LOCALHOST, 161));
     }
 
     #[test]

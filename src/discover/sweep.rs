@@ -8,12 +8,11 @@
 //! address never holds up the rest. Each device that answers has its
 //! inventory read and is classified (see [`crate::discover::inventory`]).
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::classify::Rules;
@@ -48,42 +47,51 @@ fn system_oids() -> [Oid; 7] {
     ]
 }
 
-/// Every address the targets cover, each once, in order. Named hosts are
-/// resolved here; a name that does not resolve is logged and skipped.
-pub async fn expand(targets: &[TargetSpec]) -> Vec<SocketAddr> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
+/// The targets with each named host resolved to its (first IPv4) address;
+/// a name that does not resolve is logged and left out.
+pub async fn resolve(targets: &[TargetSpec]) -> Vec<TargetSpec> {
+    let mut out = Vec::with_capacity(targets.len());
     for target in targets {
-        let mut push = |addr: SocketAddr| {
-            if seen.insert(addr) {
-                out.push(addr);
-            }
+        let Some(name) = target.host_name() else {
+            out.push(target.clone());
+            continue;
         };
-        if let Some(name) = target.host_name() {
-            match tokio::net::lookup_host((name, target.port)).await {
-                Ok(addrs) => addrs
-                    .filter(SocketAddr::is_ipv4)
-                    .take(1)
-                    .for_each(&mut push),
-                Err(e) => {
-                    tracing::warn!(target = %target, error = %e, "cannot resolve discovery target; skipping it")
-                }
+        match tokio::net::lookup_host((name, target.port)).await {
+            Ok(addrs) => {
+                let first = addrs.filter_map(|a| match a.ip() {
+                    IpAddr::V4(ip) => Some(ip),
+                    IpAddr::V6(_) => None,
+                });
+                out.extend(first.take(1).map(|ip| target.resolved(ip)));
             }
-        } else {
-            target
-                .addresses()
-                .for_each(|ip| push(SocketAddr::new(IpAddr::V4(ip), target.port)));
+            Err(e) => {
+                tracing::warn!(target = %target, error = %e, "cannot resolve discovery target; skipping it")
+            }
         }
     }
     out
+}
+
+/// Every address the (resolved) targets cover, each once, in order, made
+/// as it is asked for: an address an earlier target covers is skipped, so
+/// nothing grows with the size of the range.
+pub fn addresses(targets: &[TargetSpec]) -> impl Iterator<Item = SocketAddr> + '_ {
+    targets.iter().enumerate().flat_map(move |(i, target)| {
+        target
+            .addresses()
+            .filter(move |ip| !targets[..i].iter().any(|t| t.contains(*ip, target.port)))
+            .map(move |ip| SocketAddr::new(IpAddr::V4(ip), target.port))
+    })
 }
 
 /// One sweep, worked out from the config: the targets, the addresses they
 /// cover, the credentials and rules to try there, and the timing. The
 /// daemon, `cpe-agent discover` and `diag` all sweep through this one plan.
 pub struct Plan {
+    /// The targets, named hosts resolved.
     pub targets: Vec<TargetSpec>,
-    pub addresses: Vec<SocketAddr>,
+    /// How many addresses they cover, each counted once.
+    pub address_count: usize,
     credentials: Arc<[Credential]>,
     rules: Arc<Rules>,
     timing: Timing,
@@ -92,11 +100,11 @@ pub struct Plan {
 
 impl Plan {
     pub async fn new(config: &Config) -> Plan {
-        let targets = sweep_targets(&config.discovery);
-        let addresses = expand(&targets).await;
+        let targets = resolve(&sweep_targets(&config.discovery)).await;
+        let address_count = addresses(&targets).count();
         Plan {
             targets,
-            addresses,
+            address_count,
             credentials: config.credentials_or_default().into(),
             rules: Arc::new(Rules::for_config(config)),
             timing: Timing {
@@ -112,6 +120,11 @@ impl Plan {
     pub fn explaining(mut self) -> Plan {
         self.rules = Arc::new(Rules::clone(&self.rules).explaining());
         self
+    }
+
+    /// Every address to sweep, each once (see [`addresses`]).
+    pub fn addresses(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        addresses(&self.targets)
     }
 
     /// The targets, comma-separated, for a log line.
@@ -136,23 +149,28 @@ pub struct Progress<'a> {
 pub async fn sweep_once(plan: &Plan, progress: Progress<'_>, shutdown: &mut Shutdown) -> Sweep {
     let started = Instant::now();
     let timing = plan.timing;
-    let permits = Arc::new(Semaphore::new(plan.concurrency));
+    // At most `concurrency` probes exist at once, each started as another
+    // ends: memory does not grow with the range.
+    let mut pending = plan.addresses();
     let mut probes = JoinSet::new();
-    for &addr in &plan.addresses {
-        let permits = Arc::clone(&permits);
+    let mut start_next = |probes: &mut JoinSet<Option<Device>>| {
+        let Some(addr) = pending.next() else { return };
         let credentials = Arc::clone(&plan.credentials);
         let rules = Arc::clone(&plan.rules);
-        probes.spawn(async move {
-            let _permit = permits.acquire_owned().await.ok()?;
-            probe(addr, &credentials, &rules, timing).await
-        });
+        probes.spawn(async move { probe(addr, &credentials, &rules, timing).await });
+    };
+    for _ in 0..plan.concurrency {
+        start_next(&mut probes);
     }
     let mut devices = Vec::new();
     let mut interrupted = false;
+    let mut probed = 0;
     loop {
         tokio::select! {
             next = probes.join_next() => {
                 let Some(next) = next else { break };
+                probed += 1;
+                start_next(&mut probes);
                 if let Some(probed) = progress.probed {
                     probed();
                 }
@@ -180,7 +198,7 @@ pub async fn sweep_once(plan: &Plan, progress: Progress<'_>, shutdown: &mut Shut
     devices.sort_by_key(|d| (d.address, d.port));
     Sweep {
         devices,
-        probed: plan.addresses.len(),
+        probed,
         elapsed: started.elapsed(),
         interrupted,
     }
@@ -263,7 +281,7 @@ pub async fn run(
     loop {
         let settings = config.borrow().clone();
         let plan = Plan::new(&settings).await;
-        tracing::info!(targets = %plan.target_list(), addresses = plan.addresses.len(), "discovery sweep started");
+        tracing::info!(targets = %plan.target_list(), addresses = plan.address_count, "discovery sweep started");
         let progress = Progress {
             found: Some(&sweeps),
             probed: None,
@@ -344,13 +362,43 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn expand_dedups_in_order() {
-        let targets: Vec<TargetSpec> = ["127.0.0.1", "127.0.0.0/30", "127.0.0.2-3"]
-            .iter()
-            .map(|s| s.parse().expect("spec"))
-            .collect();
-        let addrs = expand(&targets).await;
-        let shown: Vec<String> = addrs.iter().map(|a| a.ip().to_string()).collect();
-        assert_eq!(shown, ["127.0.0.1", "127.0.0.2", "127.0.0.3"]);
+    async fn addresses_dedup_in_order() {
+        let targets: Vec<TargetSpec> = [
+            "127.0.0.1",
+            "127.0.0.0/30",
+            "127.0.0.2-3",
+            "localhost",
+            "127.0.0.1:1161",
+        ]
+        .iter()
+        .map(|s| s.parse().expect("spec"))
+        .collect();
+        let targets = resolve(&targets).await;
+        let shown: Vec<String> = addresses(&targets).map(|a| a.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "127.0.0.1:161",
+                "127.0.0.2:161",
+                "127.0.0.3:161",
+                "127.0.0.1:1161"
+            ]
+        );
+    }
+
+    /// A /8 is swept address by address: taking a few costs nothing of the
+    /// other sixteen million.
+    #[test]
+    fn a_wide_range_is_expanded_lazily() {
+        let targets: Vec<TargetSpec> = ["10.0.0.0/8".parse().expect("spec")].into();
+        let mut all = addresses(&targets);
+        assert_eq!(
+            all.next().map(|a| a.to_string()).as_deref(),
+            Some("10.0.0.1:161")
+        );
+        assert_eq!(
+            all.nth(65_534).map(|a| a.to_string()).as_deref(),
+            Some("10.1.0.0:161")
+        );
     }
 }

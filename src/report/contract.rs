@@ -70,6 +70,8 @@ pub struct MqttCounts {
     pub reconnects: u64,
     pub published: u64,
     pub dropped: u64,
+    /// Reports set aside because no size the broker takes could hold them.
+    pub dead_lettered: u64,
 }
 
 /// What the status message says about the agent.
@@ -80,6 +82,9 @@ pub enum Status {
         devices: usize,
         config_version: String,
         last_seq: u64,
+        /// Seqs (first, last) never assigned because the agent restarted
+        /// above a reserved block (after a power cut): not losses.
+        skipped_seq: Option<(u64, u64)>,
     },
     /// A clean shutdown.
     Offline { last_seq: u64 },
@@ -92,6 +97,8 @@ pub enum Status {
 pub struct Contract {
     agent_id: String,
     prefix: String,
+    /// `mqtt.max_message_bytes`: reports are cut to fit it.
+    max_message_bytes: usize,
 }
 
 impl Contract {
@@ -99,6 +106,7 @@ impl Contract {
         Contract {
             agent_id: agent_id.to_string(),
             prefix: mqtt.topic_prefix.replace("{agent_id}", agent_id),
+            max_message_bytes: usize::try_from(mqtt.max_message_bytes.0).unwrap_or(usize::MAX),
         }
     }
 
@@ -164,14 +172,21 @@ impl Contract {
                 devices,
                 config_version,
                 last_seq,
-            } => json!({
-                "state": "online",
-                "version": env!("CARGO_PKG_VERSION"),
-                "started_at": humantime::format_rfc3339_seconds(*started).to_string(),
-                "devices": devices,
-                "config_version": config_version,
-                "last_seq": last_seq,
-            }),
+                skipped_seq,
+            } => {
+                let mut body = json!({
+                    "state": "online",
+                    "version": env!("CARGO_PKG_VERSION"),
+                    "started_at": humantime::format_rfc3339_seconds(*started).to_string(),
+                    "devices": devices,
+                    "config_version": config_version,
+                    "last_seq": last_seq,
+                });
+                if let Some((first, last)) = skipped_seq {
+                    body["skipped_seq"] = json!({ "first": first, "last": last });
+                }
+                body
+            }
             Status::Offline { last_seq } => {
                 json!({ "state": "offline", "reason": "shutdown", "last_seq": last_seq })
             }
@@ -234,11 +249,18 @@ impl Contract {
             Report::CommandResult(result) => ("cpe-agent/command-result/1", None, to_json(result)),
         };
         let (topic, retain) = self.placement(report);
+        let mut payload = self.envelope(schema, device_id, Some(seq), body);
+        fit(&mut payload, self.max_message_bytes);
         Message {
             topic,
-            payload: self.envelope(schema, device_id, Some(seq), body),
+            payload,
             retain,
         }
+    }
+
+    /// The largest payload this contract publishes.
+    pub fn max_message_bytes(&self) -> usize {
+        self.max_message_bytes
     }
 
     pub fn agent_health(&self, health: &AgentHealth, seq: u64) -> Message {
@@ -253,6 +275,93 @@ impl Contract {
             retain: false,
         }
     }
+}
+
+/// The lists a payload may be cut in to fit, each item whole: inventory's
+/// interfaces, entities and addresses, health's interfaces and storage.
+const CUTTABLE: [&str; 4] = ["interfaces", "entities", "ip_addresses", "storage"];
+
+/// Room kept for the `truncated` note itself.
+const NOTE_BYTES: usize = 128;
+
+/// Makes `payload` serialise to at most `max` bytes by keeping the first
+/// items of its long lists: every list is cut to the same number of items,
+/// the largest that fits, so short lists stay whole. `truncated` then says
+/// how many items of each list were left out (docs/mqtt.md, Sizes). False
+/// when it cannot fit even with those lists empty (the caller sets the
+/// message aside).
+pub fn fit(payload: &mut Json, max: usize) -> bool {
+    let size = |v: &Json| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
+    let whole = size(payload);
+    if whole <= max {
+        return true;
+    }
+    let Json::Object(map) = payload else {
+        return false;
+    };
+    // Cut before (a queued record refitted to a smaller limit): add to it.
+    let before = match map.remove("truncated") {
+        Some(Json::Object(before)) => before,
+        _ => serde_json::Map::new(),
+    };
+    let whole = size(&Json::Object(map.clone()));
+    // Each list's items' sizes, with the comma after each.
+    let lists: Vec<(&str, Vec<usize>)> = CUTTABLE
+        .iter()
+        .filter_map(|&key| {
+            let items = map.get(key)?.as_array()?;
+            Some((
+                key,
+                items.iter().map(|i| size(i).saturating_add(1)).collect(),
+            ))
+        })
+        .collect();
+    let listed: usize = lists.iter().flat_map(|(_, s)| s).sum();
+    let base = whole.saturating_sub(listed).saturating_add(NOTE_BYTES);
+    let kept_bytes = |cap: usize| -> usize {
+        lists
+            .iter()
+            .map(|(_, sizes)| sizes.iter().take(cap).sum::<usize>())
+            .sum()
+    };
+    if base > max {
+        return false;
+    }
+    let longest = lists.iter().map(|(_, s)| s.len()).max().unwrap_or(0);
+    // The largest cap on items per list that fits.
+    let (mut low, mut high) = (0, longest);
+    while low < high {
+        let mid = (low + high).div_ceil(2);
+        if base.saturating_add(kept_bytes(mid)) <= max {
+            low = mid;
+        } else {
+            high = mid - 1;
+        }
+    }
+    let mut truncated = before;
+    for (key, sizes) in &lists {
+        if sizes.len() > low {
+            if let Some(Json::Array(items)) = map.get_mut(*key) {
+                items.truncate(low);
+            }
+            let earlier = truncated.get(*key).and_then(Json::as_u64).unwrap_or(0);
+            let omitted = (sizes.len() - low) as u64 + earlier;
+            truncated.insert((*key).to_string(), json!(omitted));
+        }
+    }
+    map.insert("truncated".to_string(), Json::Object(truncated));
+    size(payload) <= max
+}
+
+/// [`fit`] for a payload already serialised (a queued record made under a
+/// larger limit): the smaller bytes, or `None` when it is not a JSON object
+/// or cannot fit.
+pub fn refit(payload: &[u8], max: usize) -> Option<Vec<u8>> {
+    let mut json: Json = serde_json::from_slice(payload).ok()?;
+    if !json.is_object() || !fit(&mut json, max) {
+        return None;
+    }
+    serde_json::to_vec(&json).ok()
 }
 
 fn now_rfc3339() -> String {
@@ -329,7 +438,20 @@ mod tests {
             devices: 3,
             config_version: "local-1".into(),
             last_seq: 41,
+            skipped_seq: None,
         });
+        assert!(online.payload.get("skipped_seq").is_none());
+        let after_power_cut = contract().status(&Status::Online {
+            started: SystemTime::UNIX_EPOCH,
+            devices: 3,
+            config_version: "local-1".into(),
+            last_seq: 2048,
+            skipped_seq: Some((1030, 2048)),
+        });
+        assert_eq!(
+            after_power_cut.payload["skipped_seq"],
+            serde_json::json!({ "first": 1030, "last": 2048 })
+        );
         assert_eq!(online.topic, "cpe/v1/gw-1/status");
         assert!(online.retain);
         assert_eq!(online.payload["state"], "online");
@@ -371,6 +493,76 @@ mod tests {
             contract().report(&Report::Lost(device()), 8).payload["state"],
             "lost"
         );
+    }
+
+    /// A chassis's worth of interfaces, as a real switch names them.
+    fn big_device(interfaces: u64, entities: u64) -> Device {
+        let mut d = device();
+        d.inventory.interfaces = (1..=interfaces)
+            .map(|i| crate::message::Interface {
+                index: i,
+                name: Some(format!("GigabitEthernet{}/0/{}", i / 48 + 1, i % 48 + 1)),
+                descr: Some(format!("GigabitEthernet{}/0/{}", i / 48 + 1, i % 48 + 1)),
+                alias: Some(format!("customer port {i}")),
+                if_type: Some(6),
+                mac: Some("00:11:22:33:44:55".into()),
+                mtu: Some(1500),
+                speed_bps: Some(1_000_000_000),
+                admin_status: Some("up".into()),
+                oper_status: Some("down".into()),
+                hc_counters: true,
+            })
+            .collect();
+        d.inventory.entities = (1..=entities)
+            .map(|i| crate::message::Entity {
+                index: i,
+                class: Some("port".into()),
+                facts: crate::message::EntityFacts {
+                    descr: Some(format!("Port {i}")),
+                    ..Default::default()
+                },
+            })
+            .collect();
+        d
+    }
+
+    /// The largest inventory is cut to `mqtt.max_message_bytes` in whole
+    /// items, and says what it left out; a small one is untouched.
+    #[test]
+    fn an_oversized_inventory_is_cut_to_fit_and_says_so() {
+        let contract = contract();
+        let max = contract.max_message_bytes();
+        let small = contract.report(&Report::Inventory(device()), 1);
+        assert!(small.payload.get("truncated").is_none());
+        let huge = contract.report(&Report::Inventory(big_device(6_500, 10_000)), 2);
+        let bytes = serde_json::to_vec(&huge.payload).expect("json").len();
+        assert!(bytes <= max, "{bytes} > {max}");
+        let kept = huge.payload["interfaces"].as_array().expect("list").len();
+        let entities = huge.payload["entities"].as_array().expect("list").len();
+        assert_eq!(kept, entities, "every list cut to the same length");
+        assert_eq!(huge.payload["truncated"]["interfaces"], 6_500 - kept as u64);
+        assert_eq!(huge.payload["truncated"]["entities"], 10_000 - kept as u64);
+        assert!(huge.payload["truncated"].get("ip_addresses").is_none());
+        assert_eq!(huge.payload["seq"], 2, "the envelope is whole");
+        // Queued under a larger limit: cut again, the counts add up.
+        let again = refit(&serde_json::to_vec(&huge.payload).expect("json"), 16 * 1024)
+            .expect("fits 16 KiB");
+        let again: Json = serde_json::from_slice(&again).expect("json");
+        let now = again["interfaces"].as_array().expect("list").len() as u64;
+        assert_eq!(again["truncated"]["interfaces"], 6_500 - now);
+        assert_eq!(refit(b"not json", 16 * 1024), None);
+        // How many interfaces (with as many ENTITY ports) report whole at
+        // the default limit: what docs/mqtt.md says.
+        let whole = (100..5_000)
+            .step_by(50)
+            .take_while(|&n| {
+                let m = contract.report(&Report::Inventory(big_device(n, 0)), 3);
+                m.payload.get("truncated").is_none()
+            })
+            .last()
+            .unwrap_or(0);
+        println!("at {max} bytes: an inventory of {whole} interfaces reports whole");
+        assert!(whole >= 900, "{whole}");
     }
 
     #[test]
@@ -429,6 +621,7 @@ mod tests {
                     reconnects: 0,
                     published: 0,
                     dropped: 0,
+                    dead_lettered: 0,
                 },
             },
             11,

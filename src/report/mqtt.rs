@@ -20,7 +20,10 @@ use crate::config::{MqttConfig, MqttProtocol};
 /// What the session reports, in either protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Happening {
-    Connected,
+    /// CONNACK; with MQTT 5, the broker's Maximum Packet Size if it set one.
+    Connected {
+        max_packet: Option<u32>,
+    },
     /// A publish was written to the network with this packet id.
     PublishSent(u16),
     /// The broker acknowledged this packet id.
@@ -62,7 +65,7 @@ impl Drop for Session {
 /// accepts (src/provision/bundle.rs), so that an oversize push reaches the
 /// agent and is refused with an acknowledgement instead of breaking the
 /// connection, and large enough for a diag result.
-const MAX_PACKET: usize = 1024 * 1024;
+pub const MAX_PACKET: usize = 1024 * 1024;
 
 /// Events the driver may get ahead of the reporter by.
 const EVENT_BACKLOG: usize = 64;
@@ -220,7 +223,7 @@ async fn next_v311(eventloop: &mut rumqttc::EventLoop) -> Result<Happening, Stri
     use rumqttc::{Event, Outgoing, Packet};
     Ok(
         match eventloop.poll().await.map_err(|e| describe_v311(&e))? {
-            Event::Incoming(Packet::ConnAck(_)) => Happening::Connected,
+            Event::Incoming(Packet::ConnAck(_)) => Happening::Connected { max_packet: None },
             Event::Incoming(Packet::PubAck(ack)) => Happening::Acked(ack.pkid),
             Event::Incoming(Packet::Publish(publish)) => Happening::Message {
                 topic: publish.topic,
@@ -237,7 +240,9 @@ async fn next_v5(eventloop: &mut v5::EventLoop) -> Result<Happening, String> {
     use rumqttc::Outgoing;
     use v5::mqttbytes::v5::Packet;
     Ok(match eventloop.poll().await.map_err(|e| describe_v5(&e))? {
-        v5::Event::Incoming(Packet::ConnAck(_)) => Happening::Connected,
+        v5::Event::Incoming(Packet::ConnAck(ack)) => Happening::Connected {
+            max_packet: ack.properties.and_then(|p| p.max_packet_size),
+        },
         v5::Event::Incoming(Packet::PubAck(ack)) => Happening::Acked(ack.pkid),
         v5::Event::Incoming(Packet::Publish(publish)) => Happening::Message {
             topic: String::from_utf8_lossy(&publish.topic).into_owned(),
@@ -253,8 +258,10 @@ fn transport(mqtt: &MqttConfig) -> Result<Option<rumqttc::Transport>, String> {
     if !mqtt.tls.enabled {
         return Ok(None);
     }
+    // A certificate chain or a key is a few KiB; 1 MiB leaves room for a
+    // bundle of CAs.
     let read = |what: &str, path: &std::path::Path| {
-        std::fs::read(path)
+        crate::files::read_bounded(path, 1024 * 1024)
             .map_err(|e| format!("cannot read mqtt.tls.{what} {}: {e}", path.display()))
     };
     let ca = match &mqtt.tls.ca_file {

@@ -55,9 +55,17 @@
 //!   by `sync`, and by `flush_due` at most once a minute when it changed),
 //!   with a CRC. Seqs are reserved in blocks of 1024: before a seq at or above the
 //!   persisted mark is issued, the mark moves 1024 ahead, durably. So after a
-//!   crash or power loss no seq is ever reused, at the price of a gap of at
-//!   most 1024; [`Queue::sync`] (clean shutdown) writes the exact next seq, so
-//!   a clean restart leaves no gap.
+//!   crash or power loss no seq is ever reused; [`Queue::sync`] (clean
+//!   shutdown) writes the exact next seq with `exact 1`, so a clean restart
+//!   leaves no gap.
+//! - `issued`: one fixed-length line, `cpe-agent issued 1 <boot id> <next
+//!   seq> <crc32>`, rewritten in place at every push with no fsync. A process
+//!   crash (`kill -9`) loses no page cache, so when the boot id is still the
+//!   kernel's the marker is exact and seqs go on with no gap. After a power
+//!   cut or a kernel crash (another boot id, or no readable marker) seqs go on
+//!   above the reserved block, and [`OpenReport::skipped`] names the seqs
+//!   skipped (from the marker or the highest seq on disk up to the block's
+//!   end), which the birth status tells the NOC.
 //!
 //! # fsync policy and what a power loss can lose
 //!
@@ -219,6 +227,11 @@ pub struct OpenReport {
     pub truncated_bytes: u64,
     /// One line per problem found, naming the file: log them.
     pub warnings: Vec<String>,
+    /// Seqs (first, last) this start skips: the agent stopped without
+    /// saying where its seqs ended (a power cut, a crash of the kernel), so
+    /// it goes on above the reserved block. None of them is assigned from
+    /// now on; the NOC counts them as skipped, not lost (docs/mqtt.md).
+    pub skipped: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -271,6 +284,10 @@ pub const MAX_PAYLOAD: usize = 16 << 20;
 
 const DIR_NAME: &str = "queue";
 const STATE_FILE: &str = "state";
+/// The next seq to issue, rewritten in place at every push (no fsync) with
+/// the kernel's boot id: exact after `kill -9`, which loses no page cache.
+const ISSUED_FILE: &str = "issued";
+const ISSUED_MAGIC: &str = "cpe-agent issued 1";
 const STATE_TMP: &str = "state.tmp";
 const STATE_MAGIC: &str = "cpe-agent queue state 1";
 const SEGMENT_MAGIC: &[u8; 8] = b"CPEQSEG1";
@@ -398,6 +415,12 @@ pub struct Queue {
     next_seq: u64,
     /// Persisted in `state`: every seq ever issued is below it.
     seq_ceiling: u64,
+    /// The `issued` file, open for the queue's life; `None` where it could
+    /// not be opened (then a crash costs a gap, as a power cut does).
+    issued: Option<fs::File>,
+    boot_id: String,
+    /// What [`OpenReport::skipped`] said, for the birth status.
+    skipped: Option<(u64, u64)>,
     dropped_health: u64,
     persisted_dropped: u64,
     records: usize,
@@ -431,6 +454,7 @@ impl Queue {
                 Some(Name::Segment(s, id)) => seg_ids[s].push(id),
                 Some(Name::Ack(s, id)) => ack_ids[s].push(id),
                 Some(Name::State) => have_state = true,
+                Some(Name::Issued) => {}
                 Some(Name::StateTmp) => {
                     let _ = fs::remove_file(entry.path());
                 }
@@ -452,7 +476,12 @@ impl Queue {
             }
             None
         };
-        let (ceiling, dropped) = state.unwrap_or((1, 0));
+        let state = state.unwrap_or(QueueState {
+            ceiling: 1,
+            dropped: 0,
+            exact: true,
+        });
+        let (ceiling, dropped) = (state.ceiling, state.dropped);
 
         let mut queue = Queue {
             segment_size: (options.max_bytes / 64).clamp(MIN_SEGMENT, MAX_SEGMENT),
@@ -461,6 +490,9 @@ impl Queue {
             streams: Default::default(),
             next_seq: 1,
             seq_ceiling: ceiling,
+            issued: None,
+            boot_id: boot_id(),
+            skipped: None,
             dropped_health: dropped,
             persisted_dropped: dropped,
             records: 0,
@@ -509,7 +541,26 @@ impl Queue {
                 seg.sealed |= i + 1 < n;
             }
         }
-        queue.next_seq = ceiling.max(max_seq.saturating_add(1)).max(1);
+        let known = max_seq.saturating_add(1).max(1);
+        let issued = read_issued(&queue.dir.join(ISSUED_FILE));
+        let same_boot = |boot: &str| !boot.is_empty() && boot == queue.boot_id;
+        queue.next_seq = match issued {
+            _ if state.exact => ceiling.max(known),
+            // Killed in this boot: the page cache is whole, the marker exact.
+            Some((boot, next)) if same_boot(&boot) && next >= known && next <= ceiling => next,
+            // A power cut or a kernel crash: the marker may be stale; go on
+            // above the reserved block and say which seqs are skipped.
+            _ => {
+                let next = ceiling.max(known);
+                let from = issued.map_or(known, |(_, i)| i.max(known));
+                if from < next {
+                    report.skipped = Some((from, next - 1));
+                }
+                next
+            }
+        };
+        queue.skipped = report.skipped;
+        queue.open_issued(&mut report);
         report.records = queue.records;
         report.bytes = queue.bytes;
         Ok((queue, report))
@@ -539,6 +590,7 @@ impl Queue {
             self.write_state(seq.saturating_add(SEQ_BLOCK))?;
         }
         self.next_seq = seq.saturating_add(1);
+        self.write_issued();
         let payload = payload(seq);
         if payload.len() > MAX_PAYLOAD {
             return Err(QueueError::TooLarge {
@@ -624,6 +676,11 @@ impl Queue {
     pub fn ack(&mut self, seq: u64) -> Result<(), QueueError> {
         self.purge_unreadable();
         self.ack_inner(seq)
+    }
+
+    /// The seqs this start skipped (see [`OpenReport::skipped`]).
+    pub fn skipped(&self) -> Option<(u64, u64)> {
+        self.skipped
     }
 
     pub fn stats(&self) -> Stats {
@@ -983,11 +1040,48 @@ impl Queue {
         }
     }
 
+    /// Opens (creating) the `issued` file and writes the next seq into it.
+    fn open_issued(&mut self, report: &mut OpenReport) {
+        let path = self.dir.join(ISSUED_FILE);
+        match OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+        {
+            Ok(file) => {
+                self.issued = Some(file);
+                self.write_issued();
+            }
+            Err(e) => report.warnings.push(format!(
+                "{}: cannot open ({e}); a crash of the agent will skip up to {SEQ_BLOCK} seqs",
+                path.display()
+            )),
+        }
+    }
+
+    /// Rewrites the `issued` marker in place: one fixed-size write to the
+    /// page cache, no fsync (a power cut is what the reserved block is for).
+    fn write_issued(&mut self) {
+        let Some(file) = &self.issued else { return };
+        let line = issued_line(&self.boot_id, self.next_seq);
+        if let Err(e) = file.write_all_at(line.as_bytes(), 0) {
+            tracing::warn!(file = %self.dir.join(ISSUED_FILE).display(), error = %e, "cannot write the issued-seq marker; a crash of the agent will skip up to {SEQ_BLOCK} seqs");
+            self.issued = None;
+        }
+    }
+
     /// Persists `state` with the given seq ceiling, atomically (tmp, fsync,
     /// rename, fsync the directory).
     fn write_state(&mut self, ceiling: u64) -> Result<(), QueueError> {
+        let exact = if ceiling == self.next_seq {
+            "exact 1\n"
+        } else {
+            ""
+        };
         let text = format!(
-            "{STATE_MAGIC}\nnext_seq {ceiling}\ndropped_health {}\n",
+            "{STATE_MAGIC}\nnext_seq {ceiling}\ndropped_health {}\n{exact}",
             self.dropped_health
         );
         let text = format!("{text}crc32 {:08x}\n", crc32fast::hash(text.as_bytes()));
@@ -1218,6 +1312,7 @@ impl<'a> Cursor<'a> {
 }
 
 enum Name {
+    Issued,
     Segment(usize, u64),
     Ack(usize, u64),
     State,
@@ -1227,6 +1322,7 @@ enum Name {
 fn parse_name(name: &str) -> Option<Name> {
     match name {
         STATE_FILE => return Some(Name::State),
+        ISSUED_FILE => return Some(Name::Issued),
         STATE_TMP => return Some(Name::StateTmp),
         _ => {}
     }
@@ -1244,7 +1340,53 @@ fn parse_name(name: &str) -> Option<Name> {
     }
 }
 
-fn read_state(path: &Path, report: &mut OpenReport) -> Option<(u64, u64)> {
+/// The kernel's boot id: it changes at every boot, so a marker written
+/// under the same one was written to a page cache that still holds it.
+/// Empty where the system does not say (then no marker is believed).
+fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| {
+            s.trim()
+                .chars()
+                .filter(char::is_ascii_hexdigit)
+                .take(32)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The marker's one line, always of the same length (so that an in-place
+/// rewrite never leaves a tail of an older, longer one).
+fn issued_line(boot_id: &str, next_seq: u64) -> String {
+    let body = format!("{ISSUED_MAGIC} {boot_id:>32} {next_seq:020}");
+    format!("{body} {:08x}\n", crc32fast::hash(body.as_bytes()))
+}
+
+/// The boot id and next seq of an `issued` marker; `None` when it is
+/// missing or damaged.
+fn read_issued(path: &Path) -> Option<(String, u64)> {
+    let text = files::read_bounded(path, 256).ok()?;
+    let text = String::from_utf8(text).ok()?;
+    let line = text.lines().next()?;
+    let (body, crc) = line.rsplit_once(' ')?;
+    if u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(body.as_bytes()) {
+        return None;
+    }
+    let rest = body.strip_prefix(ISSUED_MAGIC)?.trim_start();
+    let (boot, next) = rest.rsplit_once(' ')?;
+    Some((boot.trim().to_string(), next.parse().ok()?))
+}
+
+/// What the `state` file says.
+struct QueueState {
+    /// No seq at or above it was issued.
+    ceiling: u64,
+    dropped: u64,
+    /// The ceiling is the next seq itself: the agent stopped cleanly.
+    exact: bool,
+}
+
+fn read_state(path: &Path, report: &mut OpenReport) -> Option<QueueState> {
     let parsed = fs::read(path).map_err(|e| e.to_string()).and_then(|bytes| {
         let text = String::from_utf8(bytes).map_err(|_| "not text".to_string())?;
         let body_end = text.rfind("crc32 ").ok_or("no crc32 line")?;
@@ -1270,7 +1412,14 @@ fn read_state(path: &Path, report: &mut OpenReport) -> Option<(u64, u64)> {
         };
         let next_seq = field("next_seq ")?;
         let dropped = field("dropped_health ")?;
-        Ok((next_seq, dropped))
+        // Since the issued marker: "exact 1" when next_seq is the very next
+        // seq (written at a clean stop), not a reserved ceiling.
+        let exact = lines.next() == Some("exact 1");
+        Ok(QueueState {
+            ceiling: next_seq,
+            dropped,
+            exact,
+        })
     });
     match parsed {
         Ok(v) => Some(v),
@@ -1744,6 +1893,53 @@ mod tests {
         let (mut q, _) = open(tmp.path(), 1 << 20);
         assert_eq!(q.stats().records, 0);
         assert_eq!(push(&mut q, Class::Health), last + 1);
+    }
+
+    /// `kill -9` loses no page cache: seqs go on with no gap. A power cut
+    /// (the marker of another boot) goes on above the reserved block and
+    /// says which seqs it skips; a clean stop never skips.
+    #[test]
+    fn a_killed_agent_continues_its_seqs_and_a_power_cut_declares_its_skip() {
+        let tmp = TempDir::new().expect("tempdir");
+        let (mut q, report) = open(tmp.path(), 1 << 20);
+        assert_eq!(report.skipped, None);
+        let pushed: Vec<u64> = (0..6).map(|_| push(&mut q, Class::Health)).collect();
+        for &s in &pushed {
+            q.ack(s).expect("ack"); // delivered: the segments go
+        }
+        drop(q); // killed: no sync
+        let (mut q, report) = open(tmp.path(), 1 << 20);
+        assert_eq!(report.skipped, None, "{:?}", report.warnings);
+        assert_eq!(push(&mut q, Class::Event), 7, "no gap after a kill");
+        assert_eq!(q.skipped(), None);
+        drop(q);
+
+        // The same marker under another boot id: a power cut.
+        let issued = tmp.path().join(DIR_NAME).join(ISSUED_FILE);
+        fs::write(&issued, issued_line("0123456789abcdef0123456789abcdef", 8)).expect("marker");
+        let (mut q, report) = open(tmp.path(), 1 << 20);
+        let (first, last) = report.skipped.expect("a declared skip");
+        assert_eq!(first, 8);
+        assert!((8..8 + SEQ_BLOCK).contains(&last), "{last}");
+        assert_eq!(q.skipped(), Some((first, last)));
+        let next = push(&mut q, Class::Event);
+        assert_eq!(next, last + 1, "goes on right after the skipped seqs");
+
+        // A clean stop is exact, whatever the marker says.
+        q.sync().expect("sync");
+        drop(q);
+        fs::write(&issued, issued_line("0123456789abcdef0123456789abcdef", 3)).expect("marker");
+        let (mut q, report) = open(tmp.path(), 1 << 20);
+        assert_eq!(report.skipped, None);
+        assert_eq!(push(&mut q, Class::Event), next + 1);
+        // A damaged marker is not believed.
+        drop(q);
+        fs::write(&issued, "cpe-agent issued 1 garbage").expect("marker");
+        let (_, report) = open(tmp.path(), 1 << 20);
+        assert!(
+            report.skipped.is_some(),
+            "a crash with no readable marker declares its skip"
+        );
     }
 
     #[test]

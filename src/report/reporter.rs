@@ -26,7 +26,7 @@ use super::contract::{
     self, AgentHealth, Contract, DeviceCounts, Message, MqttCounts, QueueHealth, SnmpCounts, Status,
 };
 use super::delivery::{Delivery, Released};
-use super::mqtt::{Happening, Session, Will};
+use super::mqtt::{self, Happening, Session, Will};
 use super::queue::{Class, Queue, QueueError, QueueOptions};
 use super::status_file::{self, AgentStatus};
 use crate::config::{Config, MqttConfig, ProvisioningConfig};
@@ -62,6 +62,13 @@ pub fn open_queue(config: &Config) -> Result<Queue, String> {
             cut = report.truncated_bytes,
             kept = report.records,
             "the report queue had a torn or corrupt tail; it was cut and the rest is kept"
+        );
+    }
+    if let Some((first, last)) = report.skipped {
+        tracing::warn!(
+            first,
+            last,
+            "the agent stopped without saying where its seqs ended (power cut?); these seqs are skipped, and the birth status says so"
         );
     }
     if report.records > 0 {
@@ -109,6 +116,8 @@ struct Link {
     session: Session,
     connected: bool,
     delivery: Delivery,
+    /// The broker's Maximum Packet Size (MQTT 5 CONNACK), if it set one.
+    broker_max_packet: Option<u32>,
 }
 
 struct Reporter {
@@ -235,6 +244,7 @@ impl Reporter {
             session,
             connected: false,
             delivery: Delivery::new(WINDOW),
+            broker_max_packet: None,
         });
     }
 
@@ -243,8 +253,9 @@ impl Reporter {
             return;
         };
         match event {
-            Ok(Happening::Connected) => {
-                tracing::info!("connected to the broker");
+            Ok(Happening::Connected { max_packet }) => {
+                tracing::info!(broker_max_packet = max_packet, "connected to the broker");
+                link.broker_max_packet = max_packet;
                 if self.ever_connected {
                     metrics::bump(&metrics::MQTT_RECONNECTS);
                 }
@@ -261,6 +272,7 @@ impl Reporter {
                     devices: self.devices.len(),
                     config_version: contract::config_version(&self.config.borrow()),
                     last_seq: self.queue.stats().next_seq.saturating_sub(1),
+                    skipped_seq: self.queue.skipped(),
                 });
                 publish_status(link, &birth);
                 self.pump();
@@ -417,6 +429,7 @@ impl Reporter {
                 reconnects: metrics::get(&metrics::MQTT_RECONNECTS),
                 published: metrics::get(&metrics::MQTT_PUBLISHED),
                 dropped: metrics::get(&metrics::DROPPED),
+                dead_lettered: metrics::get(&metrics::DEAD_LETTERED),
             },
         };
         let contract = &self.contract;
@@ -465,10 +478,35 @@ impl Reporter {
                 return;
             }
         };
+        let state_dir = self.config.borrow().storage.state_dir.clone();
         for record in records {
+            let limit = payload_limit(
+                self.contract.max_message_bytes(),
+                link.broker_max_packet,
+                &record.topic,
+            );
+            let payload = if record.payload.len() <= limit {
+                record.payload
+            } else if let Some(smaller) = contract::refit(&record.payload, limit) {
+                // Queued under a larger limit (an older agent, a broker
+                // that takes less): cut to fit now.
+                smaller
+            } else {
+                dead_letter(
+                    &state_dir,
+                    &record.topic,
+                    record.seq,
+                    &record.payload,
+                    limit,
+                );
+                if let Err(e) = self.queue.ack(record.seq) {
+                    tracing::error!(error = %e, seq = record.seq, "cannot remove a set-aside record from the queue");
+                }
+                continue;
+            };
             let handed = link
                 .session
-                .try_publish(&record.topic, record.retain, record.payload);
+                .try_publish(&record.topic, record.retain, payload);
             if handed.is_err() {
                 break;
             }
@@ -556,6 +594,48 @@ fn subscribe(link: &Link, contract: &Contract, config: &Config) {
 }
 
 /// Spreads reconnects of many gateways over time: 50–100 % of the backoff.
+/// The largest payload that can go out on `topic`: the configured maximum,
+/// and what fits in the packet the broker (MQTT 5 CONNACK) and the client
+/// take with the topic and the headers.
+fn payload_limit(max_message: usize, broker_max_packet: Option<u32>, topic: &str) -> usize {
+    /// Fixed header, topic length, packet id and MQTT 5 properties.
+    const HEADERS: usize = 32;
+    let packet = broker_max_packet.map_or(mqtt::MAX_PACKET, |b| (b as usize).min(mqtt::MAX_PACKET));
+    max_message.min(packet.saturating_sub(topic.len() + HEADERS))
+}
+
+/// Dead letters kept in `<state_dir>/dead-letter/` (the oldest go first).
+const DEAD_LETTERS_KEPT: usize = 4;
+
+/// Sets aside a record that cannot be published at all (too large even cut
+/// to its bare envelope, or not a JSON object): kept for a support engineer
+/// in `<state_dir>/dead-letter/<seq>.json`, counted, logged, and never again
+/// in the way of the stream.
+fn dead_letter(state_dir: &std::path::Path, topic: &str, seq: u64, payload: &[u8], limit: usize) {
+    metrics::bump(&metrics::DEAD_LETTERED);
+    let dir = state_dir.join("dead-letter");
+    let kept = std::fs::create_dir_all(&dir).and_then(|()| {
+        let mut old: Vec<_> = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        old.sort();
+        while old.len() >= DEAD_LETTERS_KEPT {
+            std::fs::remove_file(old.remove(0))?;
+        }
+        std::fs::write(dir.join(format!("{seq:020}.json")), payload)
+    });
+    tracing::error!(
+        seq,
+        topic,
+        bytes = payload.len(),
+        limit,
+        kept = kept.is_ok(),
+        dir = %dir.display(),
+        "a report cannot be published at any size the broker takes; it is set aside (dead letter) and the stream goes on"
+    );
+}
+
 fn with_jitter(backoff: Duration) -> Duration {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -56,9 +56,20 @@ fn config_errors_name_file_line_column_and_key() {
 
 #[test]
 fn bad_cli_arguments_are_refused_with_the_reason() {
-    let out = agent::run(&["discover", "--target", "10.0.0.1/24"]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("host bits"), "{}", stderr(&out));
+    for (target, why) in [
+        ("10.0.0.1/24", "host bits"),
+        ("256.1.1.1", "is not an IPv4 address"),
+        // The internet, or a /8: refused before a packet is sent.
+        ("0.0.0.0/0", "more than a /22"),
+        ("127.0.0.0/8", "raise the limit with --max-prefix 8"),
+        ("127.0.0.0-127.0.8.0", "more than a /22"),
+    ] {
+        let out = agent::run(&["discover", "--target", target]);
+        assert_eq!(out.status.code(), Some(2), "{target}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{target}: {}", stderr(&out));
+    }
+    let out = agent::run(&["discover", "--max-prefix", "4", "--target", "0.0.0.0/0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     for args in [
         &["--version"][..],
         &["--help"],
@@ -113,4 +124,84 @@ fn discover_finds_the_project_recordings_on_their_own_addresses() {
             "{device}"
         );
     }
+}
+
+/// `config check` of what is not a config file: a device that never ends, a
+/// FIFO nobody writes, a file over the 1 MiB bound. Each is refused at once
+/// with the reason; none is read whole or waited on.
+#[test]
+fn config_check_refuses_devices_fifos_and_oversized_files() {
+    let dir = support::temp_dir("config-not-a-file");
+    let fifo = dir.path().join("fifo.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo (coreutils)");
+    assert!(made.success());
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, "# padding\n".repeat(110_000)).expect("write big config");
+    let cases = [
+        ("/dev/zero".into(), "it is a device, not a regular file"),
+        ("/dev/urandom".into(), "it is a device, not a regular file"),
+        (fifo, "it is a FIFO, not a regular file"),
+        (big, "larger than 1048576 bytes"),
+    ];
+    for (path, reason) in cases {
+        let mut child = std::process::Command::new(agent::binary())
+            .args(["config", "check"])
+            .arg(&path)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start cpe-agent");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while child.try_wait().expect("wait").is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("config check {} still runs after 10 s", path.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().expect("output");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: {}",
+            path.display(),
+            stderr(&out)
+        );
+        let err = stderr(&out);
+        assert!(err.contains(reason), "{}: {err}", path.display());
+        assert!(
+            err.contains(&path.display().to_string()),
+            "names the file: {err}"
+        );
+    }
+}
+
+/// The widest range `--max-prefix` allows (a /8, on loopback) is swept
+/// address by address: the process stays small however many are left.
+#[test]
+fn discover_of_a_slash_8_stays_small() {
+    let port = support::free_udp_port(std::net::Ipv4Addr::LOCALHOST);
+    let target = format!("127.0.0.0/8:{port}");
+    let mut child = std::process::Command::new(agent::binary())
+        .args(["discover", "--max-prefix", "8", "--target", &target, "-q"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cpe-agent");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .expect("the sweep still runs after 3 s");
+    let _ = child.kill();
+    let _ = child.wait();
+    let hwm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    // 16.7 million addresses held at once would be gigabytes.
+    assert!(hwm_kb < 64 * 1024, "VmHWM {hwm_kb} kB");
+    println!("discover --target 127.0.0.0/8: VmHWM {hwm_kb} kB after 3 s");
 }

@@ -30,6 +30,9 @@ impl Durable {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", port);
         options.set_clean_session(false);
         options.set_keep_alive(Duration::from_secs(5));
+        // rumqttc's default of 10 KiB would refuse the agent's larger
+        // messages (up to mqtt.max_message_bytes).
+        options.set_max_packet_size(2 << 20, 2 << 20);
         let (client, mut connection) = Client::new(options, 64);
         client
             .subscribe(filter, QoS::AtLeastOnce)

@@ -444,3 +444,174 @@ fn a_config_push_made_during_an_outage_is_applied_on_return() {
     acks.expect_message(Duration::from_secs(20), |m| m.json()["status"] == "applied");
     no_panic(&mut daemon);
 }
+
+/// A switch with `n` interfaces: the system group and ifTable.
+fn switch_with_interfaces(dir: &Path, n: u32) -> PathBuf {
+    let mut text = String::from(
+        "1.3.6.1.2.1.1.1.0|4|Big Switch\n1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.99999.1\n\
+         1.3.6.1.2.1.1.3.0|67|12345\n1.3.6.1.2.1.1.5.0|4|big\n",
+    );
+    let columns: [(u32, &dyn Fn(u32) -> String); 8] = [
+        (1, &|i| format!("2|{i}")),
+        (2, &|i| {
+            format!("4|GigabitEthernet{}/0/{}", i / 48 + 1, i % 48 + 1)
+        }),
+        (3, &|_| "2|6".into()),
+        (4, &|_| "2|1500".into()),
+        (5, &|_| "66|1000000000".into()),
+        (6, &|i| format!("4x|0011220{:05x}", i)),
+        (7, &|_| "2|1".into()),
+        (8, &|_| "2|2".into()),
+    ];
+    for (column, value) in columns {
+        for i in 1..=n {
+            text.push_str(&format!("1.3.6.1.2.1.2.2.1.{column}.{i}|{}\n", value(i)));
+        }
+    }
+    let path = dir.join("big-switch.snmprec");
+    std::fs::write(&path, text).expect("write the recording");
+    path
+}
+
+/// A report larger than the broker takes never blocks the stream:
+/// - a live inventory and health of a 400-interface switch are cut to
+///   `mqtt.max_message_bytes` (16 KiB here) and say what they left out;
+/// - a record queued under a larger limit (an older agent's 2 MiB health) is
+///   cut when it is sent;
+/// - a record that fits no size (not JSON) is set aside, counted in agent
+///   health and kept in `dead-letter/`, and the records behind it arrive.
+#[test]
+fn oversized_reports_are_cut_to_fit_and_an_unsendable_one_is_set_aside() {
+    let dir = support::temp_dir("oversized");
+    let recording = switch_with_interfaces(dir.path(), 400);
+    let setup = Setup {
+        sim: crate::support::snmpsim::SnmpSim::start_lan(&[recording], "127.0.1", 171),
+        dir,
+    };
+    let broker = MosquittoOptions::new().persistence().start();
+    // The queue as an older agent left it: a 2 MiB health record, a record
+    // nothing can send, then an ordinary one.
+    let (mut queue, _) = Queue::open(&setup.state_dir(), QueueOptions::default()).expect("open");
+    let loose = MqttConfig {
+        max_message_bytes: cpe_agent::config::ByteSize(16 << 20),
+        ..MqttConfig::default()
+    };
+    let old = Contract::new(AGENT, &loose);
+    let mut big = HealthSample {
+        device_id: "sn-old-1".into(),
+        reachable: true,
+        latency_ms: Some(1.0),
+        uptime_s: Some(100.0),
+        missed_polls: 0,
+        body: Default::default(),
+    };
+    big.body.interfaces = (1..=20_000)
+        .map(|i| cpe_agent::message::InterfaceHealth {
+            index: i,
+            name: Some(format!("port{i}")),
+            admin_status: Some("up"),
+            oper_status: Some("up"),
+            in_bps: Some(1.0),
+            out_bps: Some(2.0),
+            in_errors_per_s: Some(0.0),
+            out_errors_per_s: Some(0.0),
+            in_discards_per_s: Some(0.0),
+            out_discards_per_s: Some(0.0),
+        })
+        .collect();
+    let report = Report::Health(big);
+    let (topic, retain) = old.placement(&report);
+    let big_seq = queue
+        .push(Class::Health, &topic, retain, |seq| {
+            let bytes = old.report(&report, seq).payload.to_string().into_bytes();
+            assert!(bytes.len() > 2 << 20, "{}", bytes.len());
+            bytes
+        })
+        .expect("push the big record");
+    let junk_seq = queue
+        .push(
+            Class::Event,
+            &format!("cpe/v1/{AGENT}/devices/x/events"),
+            false,
+            |_| vec![b'x'; 1 << 20],
+        )
+        .expect("push the junk record");
+    queue.sync().expect("sync");
+    drop(queue);
+
+    let noc = Durable::connect(broker.port(), "noc-oversized", &harness::stream_filter());
+    let config = setup.config(
+        &format!("port = {}\nmax_message_bytes = \"16KiB\"", broker.port()),
+        "",
+    );
+    let mut daemon = setup.daemon(&config, "agent.log");
+    let mut inventory = None;
+    let mut health = None;
+    let mut refitted = None;
+    let mut dead = None;
+    let all = noc.until(Duration::from_secs(30), |m| {
+        assert!(
+            m.payload.len() <= 16 * 1024,
+            "{} bytes on {}",
+            m.payload.len(),
+            m.topic
+        );
+        let seq = m.json["seq"].as_u64();
+        if seq == Some(big_seq) {
+            refitted = Some(m.json.clone());
+        } else if m.topic.ends_with("/inventory") && m.json["device_id"] != "sn-old-1" {
+            inventory = Some(m.json.clone());
+        } else if harness::is_device_health(m) && m.json["device_id"] != "sn-old-1" {
+            health = Some(m.json.clone());
+        } else if m.topic.ends_with("/agent/health") && m.json["mqtt"]["dead_lettered"] == 1 {
+            dead = Some(m.json.clone());
+        }
+        inventory.is_some() && health.is_some() && refitted.is_some() && dead.is_some()
+    });
+    let log = daemon.log();
+    let seen: Vec<String> = all
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} {} {}",
+                m.topic,
+                m.json["seq"],
+                m.payload.len(),
+                m.json["state"]
+            )
+        })
+        .collect();
+    let log = format!("{log}\nreceived:\n{}", seen.join("\n"));
+    let inventory = inventory.unwrap_or_else(|| panic!("no inventory:\n{log}"));
+    let kept = inventory["interfaces"]
+        .as_array()
+        .expect("interfaces")
+        .len() as u64;
+    assert!(kept > 10, "{kept}");
+    assert_eq!(inventory["truncated"]["interfaces"], 400 - kept);
+    let health = health.unwrap_or_else(|| panic!("no health:\n{log}"));
+    assert!(
+        health["truncated"]["interfaces"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{health}"
+    );
+    let refitted = refitted.unwrap_or_else(|| panic!("the old record never arrived:\n{log}"));
+    let now = refitted["interfaces"].as_array().expect("interfaces").len() as u64;
+    assert_eq!(refitted["truncated"]["interfaces"], 20_000 - now);
+    assert!(
+        dead.is_some(),
+        "agent health never counted the dead letter:\n{log}"
+    );
+    assert!(
+        durable::seqs(&all).iter().all(|&s| s != junk_seq),
+        "the unsendable record was sent"
+    );
+    let kept_letter = setup
+        .state_dir()
+        .join("dead-letter")
+        .join(format!("{junk_seq:020}.json"));
+    assert!(kept_letter.exists(), "{} missing", kept_letter.display());
+    assert_eq!(log.matches("set aside (dead letter)").count(), 1, "{log}");
+    no_panic(&mut daemon);
+}

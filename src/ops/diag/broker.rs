@@ -401,7 +401,7 @@ async fn check_mqtt_connect(config: &Config, deadline: Instant) -> Check {
     let outcome = tokio::time::timeout(timeout, async {
         loop {
             match session.next().await {
-                Ok(crate::report::mqtt::Happening::Connected) => return Ok(()),
+                Ok(crate::report::mqtt::Happening::Connected { .. }) => return Ok(()),
                 Ok(_) => {}
                 Err(e) => return Err(e),
             }

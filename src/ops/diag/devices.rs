@@ -185,7 +185,7 @@ pub(super) async fn check_sweep(
     show_bar: bool,
 ) -> Vec<Check> {
     let plan = Plan::new(&config).await;
-    if plan.addresses.is_empty() {
+    if plan.address_count == 0 {
         return vec![Check::warn(
             "sweep",
             "nothing to sweep: no LAN subnet and no discovery.targets",
@@ -195,7 +195,7 @@ pub(super) async fn check_sweep(
     let (_trigger, mut shutdown) = crate::shutdown::channel();
     let bar = if show_bar {
         let bar = indicatif::ProgressBar::with_draw_target(
-            Some(plan.addresses.len() as u64),
+            Some(plan.address_count as u64),
             indicatif::ProgressDrawTarget::stderr(),
         );
         if let Ok(style) =
@@ -258,7 +258,7 @@ pub(super) async fn check_sweep(
     let reason = format!(
         "{} device(s) among {} address(es) in {:.1} s; new: {}; lost: {}; unclassified: {}",
         devices.len(),
-        plan.addresses.len(),
+        plan.address_count,
         started.elapsed().as_secs_f64(),
         list(&new),
         list(&lost),
