@@ -438,6 +438,10 @@ pub struct ProvisioningConfig {
     /// The credential (by name) used for SNMP SETs; unset: the credential
     /// that found the device.
     pub write_credential: Option<String>,
+    /// Refuse device writes (pushes' SETs, reboot-device) unless the write
+    /// credential is SNMPv3 authPriv: a v1/v2c SET shows its community to
+    /// anyone on the LAN (docs/provisioning.md).
+    pub writes_require_authpriv: bool,
 }
 
 impl Default for ProvisioningConfig {
@@ -449,6 +453,7 @@ impl Default for ProvisioningConfig {
             group_topic: "cpe/v1/groups/{group}/config/push".to_string(),
             verify_timeout: HumanDuration(Duration::from_secs(30)),
             write_credential: None,
+            writes_require_authpriv: false,
         }
     }
 }

@@ -272,6 +272,11 @@ impl DevicePoller {
                 self.missed(&device);
             }
         }
+        // Between polls the device holds no socket: a thousand idle devices
+        // do not cost a thousand descriptors.
+        if let Some(client) = self.client.as_mut() {
+            client.release_idle();
+        }
     }
 
     fn answered(&mut self, device: &Device, reading: Reading) {

@@ -26,7 +26,7 @@ pub mod vendor;
 use std::path::Path;
 
 pub use classify::Rules;
-pub use sweep::{probe, run, sweep_once, Plan, Progress, Sweep};
+pub use sweep::{probe, reprobe, run, sweep_once, Plan, Progress, Sweep};
 
 use crate::config::{self, Config, ConfigError, Overlay};
 

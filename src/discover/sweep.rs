@@ -134,6 +134,22 @@ impl Plan {
     }
 }
 
+/// Reads one device afresh as a sweep would (its credential, the config's
+/// rules and discovery timing): what a write checks the device against just
+/// before it writes. `None` when it does not answer.
+pub async fn reprobe(config: &Config, addr: SocketAddr, credential: &str) -> Option<Device> {
+    let credentials: Vec<Credential> = config
+        .credentials_or_default()
+        .into_iter()
+        .filter(|c| c.name == credential)
+        .collect();
+    let timing = Timing {
+        timeout: config.discovery.timeout.get(),
+        retries: config.discovery.retries,
+    };
+    probe(addr, &credentials, &Rules::for_config(config), timing).await
+}
+
 /// What a sweep tells as it goes, besides its result.
 #[derive(Default, Clone, Copy)]
 pub struct Progress<'a> {

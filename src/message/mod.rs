@@ -25,7 +25,9 @@ pub use health::{
     Body, DeviceEvent, Docsis, DocsisChannel, Dsl, HealthSample, InterfaceHealth, Storage,
     ThresholdChange, Ups,
 };
-pub use provision::{AckStatus, CommandResult, CommandStatus, ConfigAck, ConfigState};
+pub use provision::{
+    AckStatus, CommandResult, CommandStatus, ConfigAck, ConfigState, MAX_PUSH_BYTES,
+};
 
 use crate::config::MqttConfig;
 

@@ -7,6 +7,11 @@
 use serde::Serialize;
 use serde_json::Value as Json;
 
+/// The largest push or command message the agent takes: a larger one is
+/// refused `too_large` before it is parsed, `cpe-agent config sign` refuses
+/// to make one, and the birth status says it (`max_push_bytes`).
+pub const MAX_PUSH_BYTES: usize = 256 * 1024;
+
 /// Where a push stands, in its acknowledgements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

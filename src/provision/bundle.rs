@@ -28,7 +28,7 @@ use crate::config::Config;
 pub const SCHEMA: &str = "cpe-agent/bundle/1";
 
 /// The largest message accepted unless [`Trust::max_bytes`] says otherwise.
-pub const DEFAULT_MAX_BYTES: usize = 256 * 1024;
+pub const DEFAULT_MAX_BYTES: usize = crate::message::MAX_PUSH_BYTES;
 
 /// The `desired.agent` sections a provider may push. `agent`, `storage` and
 /// `provisioning` stay local: a push must not change who the agent is, where

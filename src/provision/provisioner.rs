@@ -315,8 +315,12 @@ impl Provisioner {
         let version = Some(bundle.version);
         let (new_config, targets) = match self.validate(&bundle).await {
             Ok(valid) => valid,
-            Err(reason) => {
-                return self.reject(version, "invalid", format!("invalid: {reason}"));
+            Err(Refusal { code, reason }) => {
+                return self.reject(
+                    version,
+                    code,
+                    format!("{}: {reason}", code.replace('_', " ")),
+                );
             }
         };
         if bundle.dry_run {
@@ -387,16 +391,23 @@ impl Provisioner {
         self.record(version, AckStatus::Rejected, Some(reason));
     }
 
-    /// Step 1, meaning: the merged config and the devices.
-    async fn validate(&self, bundle: &Bundle) -> Result<(Config, Vec<Target>), String> {
-        let new_config = with_bundle(&self.path, bundle)?;
+    /// Step 1, meaning: the merged config and the devices, each read back
+    /// to be the device the push names.
+    async fn validate(&self, bundle: &Bundle) -> Result<(Config, Vec<Target>), Refusal> {
+        let new_config = with_bundle(&self.path, bundle).map_err(Refusal::invalid)?;
         let mut targets = Vec::new();
         for (device_id, sets) in &bundle.desired.devices {
             let device = self.lookup(device_id).await.ok_or_else(|| {
-                format!("desired.devices.{device_id}: no device with this id is known to the agent (see its inventory topics)")
+                Refusal::invalid(format!("desired.devices.{device_id}: no device with this id is known to the agent (see its inventory topics)"))
             })?;
-            let credential = write_credential(&new_config, &device)
-                .map_err(|why| format!("desired.devices.{device_id}: {why}"))?;
+            let credential = write_credential(&new_config, &device).map_err(|mut r| {
+                r.reason = format!("desired.devices.{device_id}: {}", r.reason);
+                r
+            })?;
+            self.same_device(&device).await.map_err(|why| Refusal {
+                code: "identity_changed",
+                reason: format!("desired.devices.{device_id}: {why}; nothing was written"),
+            })?;
             let sets = sets
                 .iter()
                 .map(|set| {
@@ -405,7 +416,8 @@ impl Provisioner {
                         .map(|oid| (oid, set.value.clone()))
                         .map_err(|e| format!("desired.devices.{device_id}: {e}"))
                 })
-                .collect::<Result<Vec<_>, _>>()?;
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(Refusal::invalid)?;
             targets.push(Target {
                 device_id: device_id.clone(),
                 address: device.socket_addr(),
@@ -414,6 +426,43 @@ impl Provisioner {
             });
         }
         Ok((new_config, targets))
+    }
+
+    /// Reads the device at the known address afresh and checks that it is
+    /// still the one the agent knows by this id: the same id, sysObjectID and
+    /// lowest MAC. A device replaced at that address, or one that answers
+    /// differently now, gets no SET.
+    async fn same_device(&self, known: &Device) -> Result<(), String> {
+        let address = known.socket_addr();
+        let fresh = discover::reprobe(&self.config(), address, &known.credential)
+            .await
+            .ok_or_else(|| format!("{address} did not answer when read back before the write"))?;
+        let lowest_mac = |d: &Device| {
+            d.inventory
+                .interfaces
+                .iter()
+                .filter_map(|i| i.mac.clone())
+                .min()
+        };
+        let checks = [
+            ("device id", Some(known.id.clone()), Some(fresh.id.clone())),
+            (
+                "sysObjectID",
+                known.inventory.system.sys_object_id.clone(),
+                fresh.inventory.system.sys_object_id.clone(),
+            ),
+            ("lowest MAC", lowest_mac(known), lowest_mac(&fresh)),
+        ];
+        for (what, was, now) in checks {
+            if was != now {
+                return Err(format!(
+                    "the device at {address} is not the one the push names: its {what} is now {} (was {})",
+                    now.as_deref().unwrap_or("absent"),
+                    was.as_deref().unwrap_or("absent")
+                ));
+            }
+        }
+        Ok(())
     }
 
     async fn lookup(&self, device_id: &str) -> Option<Device> {
@@ -753,7 +802,8 @@ impl Provisioner {
                     .await
                     .ok_or_else(|| format!("no device with id {device:?} is known to the agent"))?;
                 let config = self.config();
-                let credential = write_credential(&config, &found)?;
+                let credential = write_credential(&config, &found).map_err(|r| r.reason)?;
+                self.same_device(&found).await?;
                 reboot(found.socket_addr(), credential, self.timing()).await
             }
         }
@@ -800,19 +850,53 @@ fn checkpoint(step: &str) {
     }
 }
 
+/// Why a push is refused at validation: the ack's code and the reason.
+#[derive(Debug)]
+struct Refusal {
+    code: &'static str,
+    reason: String,
+}
+
+impl Refusal {
+    fn invalid(reason: String) -> Refusal {
+        Refusal {
+            code: "invalid",
+            reason,
+        }
+    }
+}
+
 /// The credential SETs use: `provisioning.write_credential`, else the one
-/// that found the device.
-fn write_credential(config: &Config, device: &Device) -> Result<Credential, String> {
+/// that found the device. With `provisioning.writes_require_authpriv`, only
+/// an SNMPv3 credential with authentication and privacy writes: a v1/v2c
+/// SET carries its community in clear for anyone on the LAN to read.
+fn write_credential(config: &Config, device: &Device) -> Result<Credential, Refusal> {
     let name = config
         .provisioning
         .write_credential
         .as_deref()
         .unwrap_or(&device.credential);
-    config
+    let credential = config
         .credentials_or_default()
         .into_iter()
         .find(|c| c.name == name)
-        .ok_or_else(|| format!("the credential {name:?} that would write to it is not configured"))
+        .ok_or_else(|| {
+            Refusal::invalid(format!(
+                "the credential {name:?} that would write to it is not configured"
+            ))
+        })?;
+    let auth_priv = credential.version == config::SnmpVersion::V3
+        && credential.auth_protocol.is_some()
+        && credential.priv_protocol.is_some();
+    if config.provisioning.writes_require_authpriv && !auth_priv {
+        return Err(Refusal {
+            code: "insecure_write",
+            reason: format!(
+                "provisioning.writes_require_authpriv is set and the credential {name:?} is not SNMPv3 with authentication and privacy; set provisioning.write_credential to one that is"
+            ),
+        });
+    }
+    Ok(credential)
 }
 
 /// Step 2: every OID's current value, as something that can be SET back.

@@ -62,6 +62,8 @@ pub struct SnmpCounts {
     pub requests: u64,
     pub timeouts: u64,
     pub bad_replies: u64,
+    /// Sockets that could not be opened for want of file descriptors.
+    pub fd_exhausted: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -181,6 +183,7 @@ impl Contract {
                     "devices": devices,
                     "config_version": config_version,
                     "last_seq": last_seq,
+                    "max_push_bytes": crate::message::MAX_PUSH_BYTES,
                 });
                 if let Some((first, last)) = skipped_seq {
                     body["skipped_seq"] = json!({ "first": first, "last": last });
@@ -441,6 +444,7 @@ mod tests {
             skipped_seq: None,
         });
         assert!(online.payload.get("skipped_seq").is_none());
+        assert_eq!(online.payload["max_push_bytes"], 262_144);
         let after_power_cut = contract().status(&Status::Online {
             started: SystemTime::UNIX_EPOCH,
             devices: 3,
@@ -615,6 +619,7 @@ mod tests {
                     requests: 0,
                     timeouts: 0,
                     bad_replies: 0,
+                    fd_exhausted: 0,
                 },
                 mqtt: MqttCounts {
                     connected: true,

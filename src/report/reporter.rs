@@ -423,6 +423,7 @@ impl Reporter {
                 requests: metrics::get(&metrics::SNMP_REQUESTS),
                 timeouts: metrics::get(&metrics::SNMP_TIMEOUTS),
                 bad_replies: metrics::get(&metrics::BAD_REPLIES),
+                fd_exhausted: metrics::get(&metrics::FD_EXHAUSTED),
             },
             mqtt: MqttCounts {
                 connected: self.link.as_ref().is_some_and(|l| l.connected),

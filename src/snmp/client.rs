@@ -306,6 +306,16 @@ impl Client {
         Ok(answers)
     }
 
+    /// Lets go of a v1/v2c session's socket between polls: an idle device
+    /// holds no descriptor (the next request opens a fresh socket). A v3
+    /// session is kept: it holds the engine's boots and time, which cost a
+    /// round trip to learn again.
+    pub fn release_idle(&mut self) {
+        if matches!(self.session, Some(Session::Community(_))) {
+            self.session = None;
+        }
+    }
+
     /// Runs one request with the timeout and retries; a failed attempt drops
     /// the session so the next one starts on a fresh socket.
     async fn with_retries(&mut self, request: &Request) -> Result<Vec<(Oid, Value)>, SnmpError> {
@@ -463,7 +473,23 @@ impl Request {
 /// authenticated exchange, so a wrong passphrase fails here.
 async fn open(addr: SocketAddr, credential: &Credential) -> Result<Session, SnmpError> {
     let request_id = initial_request_id();
-    let socket_error = |e: std::io::Error| SnmpError::Socket(e.to_string());
+    let socket_error = |e: std::io::Error| {
+        // Out of descriptors is the agent's problem, not the device's: say
+        // so plainly, and count it for agent health and diag.
+        if matches!(
+            e.raw_os_error(),
+            Some(nix::libc::EMFILE | nix::libc::ENFILE)
+        ) {
+            crate::metrics::bump(&crate::metrics::FD_EXHAUSTED);
+            if crate::metrics::get(&crate::metrics::FD_EXHAUSTED) == 1 {
+                tracing::error!(error = %e, "out of file descriptors: devices cannot be asked until some are free; raise LimitNOFILE (the unit sets 4096) or lower discovery.concurrency");
+            }
+            return SnmpError::Socket(format!(
+                "{e}: the agent is out of file descriptors (raise LimitNOFILE)"
+            ));
+        }
+        SnmpError::Socket(e.to_string())
+    };
     let secret = |s: &Option<crate::config::Secret>| {
         s.as_ref()
             .map(|s| s.expose().as_bytes().to_vec())

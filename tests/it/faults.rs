@@ -615,3 +615,40 @@ fn oversized_reports_are_cut_to_fit_and_an_unsendable_one_is_set_aside() {
     assert_eq!(log.matches("set aside (dead letter)").count(), 1, "{log}");
     no_panic(&mut daemon);
 }
+
+/// Idle devices hold no descriptor: with 200 devices polled every second,
+/// the agent's open files stay far below one per device.
+#[test]
+fn idle_devices_hold_no_sockets() {
+    const DEVICES: usize = 200;
+    let dir = support::temp_dir("descriptors");
+    // A device that says only who it is: its id is its address.
+    let recording = dir.path().join("plain.snmprec");
+    std::fs::write(
+        &recording,
+        "1.3.6.1.2.1.1.1.0|4|Plain device\n1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.99999.2\n\
+         1.3.6.1.2.1.1.3.0|67|4242\n",
+    )
+    .expect("write the recording");
+    let recordings = vec![recording; DEVICES];
+    let setup = Setup {
+        sim: crate::support::snmpsim::SnmpSim::start_lan(&recordings, "127.0.8", 1),
+        dir,
+    };
+    let broker = MosquittoOptions::new().start();
+    let config = setup.config(&format!("port = {}", broker.port()), "");
+    let mut daemon = setup.daemon(&config, "agent.log");
+    daemon.wait_log("discovery sweep finished", 1, Duration::from_secs(60));
+    // A few poll rounds of every device.
+    std::thread::sleep(Duration::from_secs(4));
+    let open = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .expect("the agent's descriptors")
+        .count();
+    println!("{DEVICES} devices polled every second: {open} open descriptors");
+    assert!(
+        open < DEVICES / 2,
+        "{open} descriptors for {DEVICES} devices"
+    );
+    assert!(daemon.log().contains("found=200"), "{}", daemon.log());
+    no_panic(&mut daemon);
+}

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use crate::agent::{self, Daemon};
 use crate::support::mosquitto::{Message, Mosquitto, Subscriber};
+use crate::support::rogue::{self, Behaviour, Rogue};
 use crate::support::snmpd::Snmpd;
 use crate::support::{self, net_snmp_ok};
 
@@ -403,6 +404,52 @@ fn every_refusal_is_acknowledged_with_its_reason_and_changes_nothing() {
     assert_eq!(show["status"], "rejected");
     let state = setup.retained_state();
     assert_eq!(state["version"], 5);
+}
+
+/// Writes go only to the device a push names, and only as securely as the
+/// operator asks:
+/// - with `provisioning.writes_require_authpriv`, a v2c write credential is
+///   refused `insecure_write`, and the device is not written;
+/// - an impostor answering at the known address (the device went away) is
+///   refused `identity_changed` when it is read back before the SET, and
+///   receives no SET.
+#[test]
+fn writes_go_only_to_the_named_device_and_as_securely_as_required() {
+    let mut setup = Setup::start_with(Mosquitto::start(), "", "writes_require_authpriv = true");
+    let daemon = setup.daemon("agent.log");
+    setup.wait_for_device();
+    setup.push_signed(&location_push(&setup.device_id, 3, "insecure"));
+    let (statuses, last) = setup.final_ack("3");
+    assert_eq!(
+        (last["status"].as_str(), last["code"].as_str()),
+        (Some("rejected"), Some("insecure_write")),
+        "{last}"
+    );
+    assert!(!statuses.iter().any(|s| s == "applying"), "{statuses:?}");
+    assert_ne!(setup.sys_location(), "insecure");
+    drop(daemon);
+
+    let mut setup = Setup::start();
+    let _daemon = setup.daemon("agent.log");
+    setup.wait_for_device();
+    let at = setup.snmpd.addr();
+    setup.snmpd.stop();
+    let impostor = Rogue::start_on(at, rogue::sample_table(2), &[Behaviour::AnyCommunity]);
+    setup.push_signed(&location_push(&setup.device_id, 4, "hijacked"));
+    let (statuses, last) = setup.final_ack("4");
+    assert_eq!(
+        (last["status"].as_str(), last["code"].as_str()),
+        (Some("rejected"), Some("identity_changed")),
+        "{last}"
+    );
+    assert!(!statuses.iter().any(|s| s == "applying"), "{statuses:?}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("is not the one the push names")),
+        "{last}"
+    );
+    assert_eq!(impostor.counts().other, 0, "a SET reached the impostor");
 }
 
 #[test]

@@ -85,6 +85,9 @@ pub enum Behaviour {
     Oversize,
     /// Answers with text that is not SNMP at all (another service on the port).
     NonSnmp,
+    /// Answers whatever community it is asked with: an impostor that read
+    /// the community off the LAN.
+    AnyCommunity,
 }
 
 /// Datagrams the rogue received, by PDU type.
@@ -127,10 +130,20 @@ pub struct Rogue {
 
 impl Rogue {
     /// Serves `table` (sorted here; duplicates dropped) with `behaviours`.
-    pub fn start(mut table: Vec<(Oid, Value)>, behaviours: &[Behaviour]) -> Rogue {
+    pub fn start(table: Vec<(Oid, Value)>, behaviours: &[Behaviour]) -> Rogue {
+        Rogue::start_on("127.0.0.1:0".parse().expect("address"), table, behaviours)
+    }
+
+    /// [`Rogue::start`] on a given address: an impostor taking the place of
+    /// a device that went away.
+    pub fn start_on(
+        at: SocketAddr,
+        mut table: Vec<(Oid, Value)>,
+        behaviours: &[Behaviour],
+    ) -> Rogue {
         table.sort_by(|a, b| a.0.cmp(&b.0));
         table.dedup_by(|a, b| a.0 == b.0);
-        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind the rogue agent");
+        let socket = UdpSocket::bind(at).expect("bind the rogue agent");
         socket
             .set_read_timeout(Some(Duration::from_millis(20)))
             .expect("set a read timeout");
@@ -141,6 +154,7 @@ impl Rogue {
             behaviours: behaviours.to_vec(),
             replies: 0,
             random: 0x2545_f491_4f6c_dd1d ^ u64::from(addr.port()),
+            asked_community: Vec::new(),
         };
         let thread_shared = Arc::clone(&shared);
         let thread = thread::Builder::new()
@@ -187,6 +201,8 @@ struct Agent {
     behaviours: Vec<Behaviour>,
     replies: u32,
     random: u64,
+    /// The community of the request being answered (for AnyCommunity).
+    asked_community: Vec<u8>,
 }
 
 /// A decoded request.
@@ -219,9 +235,10 @@ impl Agent {
                 _ => &shared.other,
             };
             counter.fetch_add(1, Ordering::SeqCst);
-            if community != COMMUNITY.as_bytes() {
+            if community != COMMUNITY.as_bytes() && !self.has(&Behaviour::AnyCommunity) {
                 continue;
             }
+            self.asked_community = community.clone();
             for datagram in self.answer(&request) {
                 if let Some(delay) = self.behaviours.iter().find_map(|b| match b {
                     Behaviour::SlowReplies(delay) => Some(*delay),
@@ -269,6 +286,8 @@ impl Agent {
         };
         let community = if self.has(&Behaviour::WrongCommunity) {
             b"not-public".as_slice()
+        } else if self.has(&Behaviour::AnyCommunity) {
+            self.asked_community.as_slice()
         } else {
             COMMUNITY.as_bytes()
         };

@@ -259,4 +259,9 @@ impl Snmpd {
     pub fn is_running(&mut self) -> bool {
         self.child.exit_status().is_none()
     }
+
+    /// Stops the agent now (its port is free for another to take).
+    pub fn stop(&mut self) {
+        self.child.stop();
+    }
 }
