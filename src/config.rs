@@ -142,6 +142,9 @@ pub struct DiscoveryConfig {
     pub exclude_interfaces: Vec<String>,
     /// The largest network (smallest prefix length) a sweep may cover.
     pub max_prefix: u8,
+    /// The most devices tracked at once (ids, pollers, retained topics): a
+    /// LAN that shows more is logged and the rest are not tracked.
+    pub max_devices: usize,
     /// Hosts probed at once.
     pub concurrency: usize,
     /// Per-request timeout, and retries after it.
@@ -159,6 +162,7 @@ impl Default for DiscoveryConfig {
             targets: Vec::new(),
             exclude_interfaces: Vec::new(),
             max_prefix: 22,
+            max_devices: 512,
             concurrency: 32,
             timeout: HumanDuration(Duration::from_secs(1)),
             retries: 1,
@@ -932,6 +936,12 @@ impl DiscoveryConfig {
             target
                 .check_size(self.max_prefix, "discovery.max_prefix = ")
                 .map_err(|e| (format!("discovery.targets[{i}]"), e))?;
+        }
+        if !(1..=65_535).contains(&self.max_devices) {
+            return Err((
+                "discovery.max_devices".into(),
+                format!("expected 1 to 65535 devices, got {}", self.max_devices),
+            ));
         }
         if !(1..=1024).contains(&self.concurrency) {
             return Err((

@@ -22,6 +22,8 @@ pub static DEVICES_LOST: AtomicU64 = AtomicU64::new(0);
 pub static BAD_REPLIES: AtomicU64 = AtomicU64::new(0);
 /// Reports that could not be queued (disk failure) or kept (poller far ahead of the reporter).
 pub static DROPPED: AtomicU64 = AtomicU64::new(0);
+/// Devices not tracked because discovery.max_devices was reached.
+pub static DEVICES_REFUSED: AtomicU64 = AtomicU64::new(0);
 /// Sockets that could not be opened for want of file descriptors.
 pub static FD_EXHAUSTED: AtomicU64 = AtomicU64::new(0);
 /// Reports set aside because they could not be published at any size.

@@ -8,6 +8,7 @@
 //!   [`crate::message::Report`] to the reporter.
 
 pub mod health;
+pub mod identity;
 pub mod poller;
 pub mod reading;
 

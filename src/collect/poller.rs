@@ -13,12 +13,15 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use portable_atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 
 use super::health::{self, Change, Reading};
+use super::identity::{Assigned, Identities, Note};
 use super::reading;
 use crate::config::Config;
 use crate::message::{Body, Device, DeviceEvent, HealthSample, Report, ThresholdChange};
@@ -40,10 +43,26 @@ pub enum Request {
     },
 }
 
-/// A known device: its latest inventory, and a way to make it poll now.
+/// A known device: its latest inventory, a way to make it poll now, and
+/// when it last answered (unix ms; for telling a collision from a move).
 struct Known {
     updates: watch::Sender<Device>,
     poll_now: Arc<Notify>,
+    last_answer: Arc<AtomicU64>,
+}
+
+impl Known {
+    /// Answered within three poll intervals (and 30 s).
+    fn alive(&self, interval: Duration) -> bool {
+        let window = (interval * 3).max(Duration::from_secs(30)).as_millis() as u64;
+        unix_ms().saturating_sub(self.last_answer.load(Ordering::Relaxed)) <= window
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs until shutdown: merges sweeps into the known set, one task per device.
@@ -56,6 +75,13 @@ pub async fn run(
 ) {
     let permits = Arc::new(Semaphore::new(config.borrow().discovery.concurrency.max(1)));
     let mut known: BTreeMap<String, Known> = BTreeMap::new();
+    let state_dir = config.borrow().storage.state_dir.clone();
+    let (mut identities, warnings) =
+        Identities::load(&state_dir, config.borrow().discovery.max_devices);
+    for warning in warnings {
+        tracing::warn!("device identities: {warning}");
+    }
+    let mut refused_logged = false;
     let mut tasks = JoinSet::new();
     let mut beats = tokio::time::interval(crate::metrics::BEAT_EVERY);
     let hang_at = test_hang_at();
@@ -72,7 +98,33 @@ pub async fn run(
             Some(request) = requests.recv() => answer(&known, request),
             sweep = sweeps.recv() => {
                 let Some(devices) = sweep else { break };
-                for device in devices {
+                for mut device in devices {
+                    let interval = config.borrow().polling.interval.get();
+                    let claim = device.id.clone();
+                    let before = identities.clone();
+                    let assigned = identities.assign(&claim, device.socket_addr(), |id| {
+                        known.get(id).is_some_and(|k| k.alive(interval))
+                    });
+                    let Assigned::Id { id, notes } = assigned else {
+                        crate::metrics::bump(&crate::metrics::DEVICES_REFUSED);
+                        if !refused_logged {
+                            refused_logged = true;
+                            tracing::error!(device = %claim, address = %device.socket_addr(), max_devices = identities.len(), "more devices than discovery.max_devices: this one (and any more) is not tracked; raise discovery.max_devices if the LAN really holds this many");
+                        }
+                        continue;
+                    };
+                    device.id = id;
+                    for note in notes {
+                        on_identity_note(&mut known, &device, note, &reports, &config, &permits, &mut tasks, &shutdown);
+                    }
+                    if identities != before {
+                        if let Err(e) = identities.save(&state_dir) {
+                            tracing::warn!(error = %e, "cannot save the device identities; ids of colliding devices may differ after a restart");
+                        }
+                    }
+                    if let Some(entry) = known.get(&device.id) {
+                        entry.last_answer.store(unix_ms(), Ordering::Relaxed);
+                    }
                     match known.get(&device.id) {
                         Some(entry) => {
                             entry.updates.send_if_modified(|current| {
@@ -84,11 +136,7 @@ pub async fn run(
                         None => {
                             crate::metrics::bump(&crate::metrics::DEVICES_KNOWN);
                             crate::metrics::bump(&crate::metrics::DEVICES_REACHABLE);
-                            let (updates, device_rx) = watch::channel(device.clone());
-                            let poll_now = Arc::new(Notify::new());
-                            known.insert(device.id.clone(), Known { updates, poll_now: Arc::clone(&poll_now) });
-                            let poller = DevicePoller::new(device_rx, config.clone(), reports.clone(), Arc::clone(&permits), poll_now);
-                            tasks.spawn(poller.run(shutdown.clone()));
+                            track(&mut known, device, &reports, &config, &permits, &mut tasks, &shutdown);
                         }
                     }
                 }
@@ -102,6 +150,122 @@ pub async fn run(
     }
     while tasks.join_next().await.is_some() {}
     tracing::debug!("poller stopped");
+}
+
+/// Starts tracking a device: its entry and its poller.
+#[allow(clippy::too_many_arguments)]
+fn track(
+    known: &mut BTreeMap<String, Known>,
+    device: Device,
+    reports: &mpsc::Sender<Report>,
+    config: &watch::Receiver<Arc<Config>>,
+    permits: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &Shutdown,
+) {
+    let (updates, device_rx) = watch::channel(device.clone());
+    let poll_now = Arc::new(Notify::new());
+    let last_answer = Arc::new(AtomicU64::new(unix_ms()));
+    known.insert(
+        device.id.clone(),
+        Known {
+            updates,
+            poll_now: Arc::clone(&poll_now),
+            last_answer: Arc::clone(&last_answer),
+        },
+    );
+    let poller = DevicePoller::new(
+        device_rx,
+        config.clone(),
+        reports.clone(),
+        Arc::clone(permits),
+        poll_now,
+        last_answer,
+    );
+    tasks.spawn(poller.run(shutdown.clone()));
+}
+
+/// Tells the NOC what the identities found, and retracks a device that
+/// lost its contested id under its own.
+#[allow(clippy::too_many_arguments)]
+fn on_identity_note(
+    known: &mut BTreeMap<String, Known>,
+    device: &Device,
+    note: Note,
+    reports: &mpsc::Sender<Report>,
+    config: &watch::Receiver<Arc<Config>>,
+    permits: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    shutdown: &Shutdown,
+) {
+    let address = device.socket_addr().to_string();
+    match note {
+        Note::Collision {
+            claim,
+            other,
+            other_id,
+        } => {
+            tracing::warn!(claimed = %claim, address = %address, other = %other, "two devices claim one id (a copied serial or MAC?): each is tracked under its own id now");
+            // The device that held the contested id: its stream ends under
+            // it (lost, retained) and goes on under its own.
+            if let Some(held) = known.remove(&claim) {
+                let mut other_device = held.updates.borrow().clone();
+                send(reports, Report::Lost(other_device.clone()));
+                other_device.id = other_id.clone();
+                track(
+                    known,
+                    other_device,
+                    reports,
+                    config,
+                    permits,
+                    tasks,
+                    shutdown,
+                );
+            }
+            for (id, at, elsewhere) in [
+                (other_id.as_str(), other.to_string(), address.clone()),
+                (device.id.as_str(), address.clone(), other.to_string()),
+            ] {
+                send(
+                    reports,
+                    Report::Event(DeviceEvent::IdentityCollision {
+                        device_id: id.to_string(),
+                        address: at,
+                        claimed_id: claim.clone(),
+                        other_address: elsewhere,
+                    }),
+                );
+            }
+        }
+        Note::Moved { from } => {
+            tracing::info!(device = %device.id, from = %from, to = %address, "device answers at a new address");
+            send(
+                reports,
+                Report::Event(DeviceEvent::AddressChanged {
+                    device_id: device.id.clone(),
+                    address,
+                    previous_address: from.to_string(),
+                }),
+            );
+        }
+        Note::Replaced { old_id } => {
+            tracing::info!(device = %device.id, old = %old_id, address = %address, "another device answers at this address now");
+            if let Some(gone) = known.remove(&old_id) {
+                send(reports, Report::Lost(gone.updates.borrow().clone()));
+            }
+        }
+        Note::Churn { claimed } => {
+            tracing::warn!(device = %device.id, address = %address, claimed = %claimed, "this address keeps changing who it says it is; it is held to its id");
+            send(
+                reports,
+                Report::Event(DeviceEvent::IdentityChurn {
+                    device_id: device.id.clone(),
+                    address,
+                    claimed_id: claimed,
+                }),
+            );
+        }
+    }
 }
 
 /// The test hook `CPE_AGENT_TEST_HANG_POLLING=SECONDS`: the poll loop hangs
@@ -153,6 +317,8 @@ struct DevicePoller {
     reports: mpsc::Sender<Report>,
     permits: Arc<Semaphore>,
     poll_now: Arc<Notify>,
+    /// When it last answered (unix ms), shared with its [`Known`] entry.
+    last_answer: Arc<AtomicU64>,
     client: Option<Client>,
     last: Option<(Instant, Reading)>,
     /// Limits currently crossed, so that each crossing is told once.
@@ -168,6 +334,7 @@ impl DevicePoller {
         reports: mpsc::Sender<Report>,
         permits: Arc<Semaphore>,
         poll_now: Arc<Notify>,
+        last_answer: Arc<AtomicU64>,
     ) -> DevicePoller {
         DevicePoller {
             device,
@@ -175,6 +342,7 @@ impl DevicePoller {
             reports,
             permits,
             poll_now,
+            last_answer,
             client: None,
             last: None,
             breached: health::Crossed::default(),
@@ -280,6 +448,7 @@ impl DevicePoller {
     }
 
     fn answered(&mut self, device: &Device, reading: Reading) {
+        self.last_answer.store(unix_ms(), Ordering::Relaxed);
         let now = Instant::now();
         if self.lost {
             tracing::info!(device = %device.id, "device answers again");

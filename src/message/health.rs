@@ -57,6 +57,26 @@ pub enum DeviceEvent {
         #[serde(flatten)]
         threshold: ThresholdChange,
     },
+    /// Two devices claim one id at once (a cloned serial or MAC): each is
+    /// tracked under its own id now (docs/mqtt.md, Identifiers).
+    IdentityCollision {
+        device_id: String,
+        address: String,
+        claimed_id: String,
+        other_address: String,
+    },
+    /// The device answers at another address (the old one is silent).
+    AddressChanged {
+        device_id: String,
+        address: String,
+        previous_address: String,
+    },
+    /// The address keeps changing who it says it is: it is held to this id.
+    IdentityChurn {
+        device_id: String,
+        address: String,
+        claimed_id: String,
+    },
 }
 
 /// Which limit a value crossed, for the threshold events.
@@ -79,7 +99,10 @@ impl DeviceEvent {
             | DeviceEvent::InterfaceUp { device_id, .. }
             | DeviceEvent::InterfaceDown { device_id, .. }
             | DeviceEvent::ThresholdCrossed { device_id, .. }
-            | DeviceEvent::ThresholdCleared { device_id, .. } => device_id,
+            | DeviceEvent::ThresholdCleared { device_id, .. }
+            | DeviceEvent::IdentityCollision { device_id, .. }
+            | DeviceEvent::AddressChanged { device_id, .. }
+            | DeviceEvent::IdentityChurn { device_id, .. } => device_id,
         }
     }
 }

@@ -652,3 +652,121 @@ fn idle_devices_hold_no_sockets() {
     assert!(daemon.log().contains("found=200"), "{}", daemon.log());
     no_panic(&mut daemon);
 }
+
+/// Two devices with one serial (a clone, or an impostor copying a real
+/// device): each is tracked under its own id, both get an
+/// `identity_collision` event, and the contested id's stream ends `lost`.
+#[test]
+fn devices_that_claim_one_id_each_keep_their_own() {
+    let setup = Setup::with(&["soho-router", "soho-router"], 181);
+    let broker = MosquittoOptions::new().start();
+    let mut events = broker.subscribe(&format!("cpe/v1/{AGENT}/devices/+/events"));
+    let mut inventories = broker.subscribe(&format!("cpe/v1/{AGENT}/devices/+/inventory"));
+    let config = setup.config(&format!("port = {}", broker.port()), "");
+    let mut daemon = setup.daemon(&config, "agent.log");
+    let mut collisions = Vec::new();
+    events.messages_until(Duration::from_secs(20), |m| {
+        let json = m.json();
+        if json["event"] == "identity_collision" {
+            collisions.push(json);
+        }
+        collisions.len() >= 2
+    });
+    assert_eq!(collisions.len(), 2, "{}", daemon.log());
+    let claimed = collisions[0]["claimed_id"]
+        .as_str()
+        .expect("claimed_id")
+        .to_string();
+    let ids: std::collections::BTreeSet<String> = collisions
+        .iter()
+        .map(|c| c["device_id"].as_str().expect("device_id").to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{collisions:?}");
+    for id in &ids {
+        assert!(id.starts_with(&format!("{claimed}.at-127-0-1-18")), "{id}");
+    }
+    // Both present under their own ids; the contested one lost.
+    let mut present = std::collections::BTreeSet::new();
+    let mut contested_lost = false;
+    inventories.messages_until(Duration::from_secs(20), |m| {
+        let json = m.json();
+        let id = json["device_id"].as_str().unwrap_or_default().to_string();
+        contested_lost |= id == claimed && json["state"] == "lost";
+        if ids.contains(&id) && json["state"] == "present" {
+            present.insert(id);
+        }
+        present.len() == 2 && contested_lost
+    });
+    assert_eq!(present.len(), 2, "{present:?}");
+    assert!(
+        contested_lost,
+        "the contested id's inventory was not marked lost"
+    );
+    assert!(
+        daemon.log().contains("two devices claim one id"),
+        "{}",
+        daemon.log()
+    );
+    // The ids are kept for the next start.
+    let saved = std::fs::read_to_string(setup.state_dir().join("identities")).expect("identities");
+    assert!(saved.contains(&format!("contested\t{claimed}")), "{saved}");
+    no_panic(&mut daemon);
+}
+
+/// A device that makes up a new serial at every request mints at most two
+/// ids over many sweeps, and is reported (`identity_churn`).
+#[test]
+fn a_device_that_changes_who_it_is_is_held_to_one_id() {
+    let setup = Setup::new(183);
+    let mut table = rogue::sample_table(2);
+    let entity = cpe_agent::snmp::Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 47, 1, 1, 1, 1]);
+    table.extend([
+        (
+            entity.child(&[2, 1]),
+            cpe_agent::snmp::Value::OctetString(b"Chassis".to_vec()),
+        ),
+        (entity.child(&[5, 1]), cpe_agent::snmp::Value::Integer(3)),
+        (
+            entity.child(&[11, 1]),
+            cpe_agent::snmp::Value::OctetString(b"FIRST".to_vec()),
+        ),
+        (
+            entity.child(&[12, 1]),
+            cpe_agent::snmp::Value::OctetString(b"Acme".to_vec()),
+        ),
+    ]);
+    let liar = Rogue::start(table, &[Behaviour::ChurnSerial]);
+    let broker = MosquittoOptions::new().start();
+    let mut events = broker.subscribe(&format!("cpe/v1/{AGENT}/devices/+/events"));
+    let config = setup.config_with(&format!("port = {}", broker.port()), &[liar.addr()], "");
+    let mut daemon = setup.daemon(&config, "agent.log");
+    daemon.wait_log("discovery sweep finished", 1, Duration::from_secs(20));
+    for sweep in 2..=8 {
+        daemon.signal(nix::sys::signal::Signal::SIGUSR1);
+        daemon.wait_log("discovery sweep finished", sweep, Duration::from_secs(20));
+    }
+    let mut found = std::collections::BTreeSet::new();
+    let mut churn = 0;
+    events.messages_until(Duration::from_secs(3), |m| {
+        let json = m.json();
+        let address = json["address"].as_str().unwrap_or_default();
+        if address == liar.addr().to_string() {
+            if json["event"] == "found" {
+                found.insert(json["device_id"].as_str().unwrap_or_default().to_string());
+            }
+            churn += usize::from(json["event"] == "identity_churn");
+        }
+        false
+    });
+    assert!(
+        !found.is_empty() && found.len() <= 2,
+        "ids minted: {found:?}\n{}",
+        daemon.log()
+    );
+    assert!(churn >= 1, "no identity_churn event\n{}", daemon.log());
+    println!(
+        "8 sweeps of a churning serial: {} id(s), {churn} churn event(s)",
+        found.len()
+    );
+    no_panic(&mut daemon);
+}

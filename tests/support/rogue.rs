@@ -88,6 +88,9 @@ pub enum Behaviour {
     /// Answers whatever community it is asked with: an impostor that read
     /// the community off the LAN.
     AnyCommunity,
+    /// The chassis serial (entPhysicalSerialNum.1) is new in every reply:
+    /// a device that makes up who it is.
+    ChurnSerial,
 }
 
 /// Datagrams the rogue received, by PDU type.
@@ -293,6 +296,19 @@ impl Agent {
         };
         if self.has(&Behaviour::Oversize) {
             Agent::pad_first_string(&mut varbinds);
+        }
+        if self.has(&Behaviour::ChurnSerial) {
+            let serial = Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 47, 1, 1, 1, 1, 11, 1]);
+            for (oid, value) in varbinds.iter_mut() {
+                if *oid == serial {
+                    self.random = self
+                        .random
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1);
+                    *value =
+                        Value::OctetString(format!("CHURN{:08X}", self.random >> 32).into_bytes());
+                }
+            }
         }
         let mut request_id = request.request_id;
         if self.replies == 0 && self.has(&Behaviour::WrongRequestId) {
