@@ -11,6 +11,26 @@
 //! one ("OpenWrt"), which would make two customers' gateways collide.
 
 use std::path::Path;
+use std::sync::OnceLock;
+
+/// A random value new at every start of the agent, published in its
+/// retained status (`nonce`): a remote command must carry the current one,
+/// so a command captured before a restart (or before the state directory
+/// was lost) cannot run again, whatever the clock says.
+pub fn boot_nonce() -> &'static str {
+    static NONCE: OnceLock<String> = OnceLock::new();
+    NONCE.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        if getrandom::getrandom(&mut bytes).is_err() {
+            // No entropy source: the time and pid still differ per start.
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            bytes = (now ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
 
 const MACHINE_ID: &str = "/etc/machine-id";
 const MAX_ID_LEN: usize = 64;

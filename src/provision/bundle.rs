@@ -48,6 +48,9 @@ pub struct Trust {
     pub applied_version: Option<u64>,
     /// The largest message accepted.
     pub max_bytes: usize,
+    /// The nonce a command must carry (this start's, see
+    /// [`crate::identity::boot_nonce`]); `None`: not checked.
+    pub nonce: Option<String>,
 }
 
 impl Trust {
@@ -58,6 +61,7 @@ impl Trust {
             groups: Vec::new(),
             keys: keys.iter().map(|k| (key_id(k), *k)).collect(),
             applied_version: None,
+            nonce: None,
             max_bytes: DEFAULT_MAX_BYTES,
         }
     }
@@ -101,6 +105,9 @@ pub enum Rejection {
     Invalid(String),
     /// Larger than the agent accepts; refused before any parsing.
     TooLarge { bytes: usize, max: usize },
+    /// A command without this start's nonce: made before the agent's last
+    /// restart, or by someone who did not read its status.
+    StaleNonce,
 }
 
 impl Rejection {
@@ -115,12 +122,16 @@ impl Rejection {
             Rejection::Expired { .. } => "expired",
             Rejection::Invalid(_) => "invalid",
             Rejection::TooLarge { .. } => "too_large",
+            Rejection::StaleNonce => "stale_nonce",
         }
     }
 
     /// A one-line explanation for people, saying what to do.
     pub fn reason(&self) -> String {
         match self {
+            Rejection::StaleNonce => {
+                "stale nonce: the command does not carry the nonce of the agent's current start; read \"nonce\" from its retained status and sign it into the command (a command made before a restart never runs)".into()
+            }
             Rejection::Unsigned => {
                 "unsigned: the message needs both \"key_id\" and \"signature\"; sign the bundle with `cpe-agent config sign`".into()
             }
@@ -371,6 +382,7 @@ pub fn verify_command(
         not_after: String,
         command: String,
         device: Option<String>,
+        nonce: Option<String>,
     }
     let raw: Raw =
         serde_json::from_slice(&bytes).map_err(|e| Rejection::Invalid(format!("command: {e}")))?;
@@ -409,6 +421,9 @@ pub fn verify_command(
         }
     };
     trust.check_target(&raw.target)?;
+    if trust.nonce.is_some() && raw.nonce != trust.nonce {
+        return Err(Rejection::StaleNonce);
+    }
     let not_after = parse_not_after(raw.not_after)?;
     if now > not_after.1 {
         return Err(Rejection::Expired {

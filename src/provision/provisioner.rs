@@ -157,9 +157,15 @@ pub async fn run(path: PathBuf, agent_id: String, wiring: Wiring, mut shutdown: 
         rediscover,
         store,
         state,
+        version_floor: None,
     };
     provisioner.recover().await;
-    provisioner.publish_state(None);
+    // With no state of its own (first start, or the state directory lost),
+    // the agent leaves the broker's retained state alone: it reads it back
+    // for the version floor.
+    if provisioner.state.applied_version().is_some() || provisioner.state.status.is_some() {
+        provisioner.publish_state(None);
+    }
     loop {
         tokio::select! {
             _ = shutdown.wait() => break,
@@ -183,6 +189,9 @@ struct Provisioner {
     rediscover: Arc<Notify>,
     store: Store,
     state: State,
+    /// A version read back from the agent's own retained config state that
+    /// the journal does not know (see `restore_floor`).
+    version_floor: Option<u64>,
 }
 
 /// A step that failed: which, and why.
@@ -216,7 +225,8 @@ impl Provisioner {
         let config = self.config();
         let mut trust = Trust::new(&self.agent_id, &config.provisioning.verifying_keys());
         trust.groups = config.provisioning.groups.clone();
-        trust.applied_version = self.state.applied_version();
+        trust.applied_version = self.state.applied_version().max(self.version_floor);
+        trust.nonce = Some(crate::identity::boot_nonce().to_string());
         trust
     }
 
@@ -237,13 +247,33 @@ impl Provisioner {
     /// The retained state; `status` overrides the stored outcome (for "applying").
     fn publish_state(&self, status: Option<&str>) {
         self.send(Report::ConfigState(ConfigState {
-            version: self.state.applied_version(),
+            version: self.state.applied_version().max(self.version_floor),
             status: status
                 .map(str::to_string)
                 .or_else(|| self.state.status.clone())
                 .unwrap_or_else(|| "none".into()),
             last_error: self.state.last_error.clone(),
         }));
+    }
+
+    /// The agent's own retained config state, read back at connect: a
+    /// version above what the journal says applied (the state directory was
+    /// lost: a factory reset, new flash) becomes the floor a push must beat,
+    /// so a captured old push cannot be applied again.
+    fn restore_floor(&mut self, payload: &[u8]) {
+        let version = serde_json::from_slice::<Json>(payload)
+            .ok()
+            .and_then(|state| state["version"].as_u64());
+        let Some(version) = version else { return };
+        let applied = self.state.applied_version();
+        if Some(version) > applied.max(self.version_floor) {
+            tracing::warn!(
+                version,
+                applied = ?applied,
+                "the retained config state names a version this agent has no record of (its state was lost?): pushes must be above it"
+            );
+            self.version_floor = Some(version);
+        }
     }
 
     /// Records how a push ended, on disk and on the retained state.
@@ -295,6 +325,9 @@ impl Provisioner {
             return;
         }
         let contract = self.contract();
+        if message.topic == contract.config_state_topic() {
+            return self.restore_floor(&message.payload);
+        }
         if let Some(request_id) = contract.command_request_id(&message.topic) {
             let request_id = request_id.to_string();
             self.command(&request_id, &message.payload).await;

@@ -121,6 +121,12 @@ impl Contract {
     }
 
     /// Where the provider pushes bundles to this agent.
+    /// The retained provisioning state, read back at connect for the
+    /// version floor.
+    pub fn config_state_topic(&self) -> String {
+        format!("{}/config/state", self.prefix)
+    }
+
     pub fn push_topic(&self) -> String {
         format!("{}/config/push", self.prefix)
     }
@@ -184,6 +190,7 @@ impl Contract {
                     "config_version": config_version,
                     "last_seq": last_seq,
                     "max_push_bytes": crate::message::MAX_PUSH_BYTES,
+                    "nonce": crate::identity::boot_nonce(),
                 });
                 if let Some((first, last)) = skipped_seq {
                     body["skipped_seq"] = json!({ "first": first, "last": last });
@@ -211,7 +218,7 @@ impl Contract {
             Report::Health(sample) => (self.device_topic(&sample.device_id, "health"), false),
             Report::Event(event) => (self.device_topic(event.device_id(), "events"), false),
             Report::ConfigAck(ack) => (self.ack_topic(ack.version), false),
-            Report::ConfigState(_) => (format!("{}/config/state", self.prefix), true),
+            Report::ConfigState(_) => (self.config_state_topic(), true),
             Report::CommandResult(result) => (
                 format!("{}/cmd/{}/result", self.prefix, result.request_id),
                 false,
@@ -445,6 +452,7 @@ mod tests {
         });
         assert!(online.payload.get("skipped_seq").is_none());
         assert_eq!(online.payload["max_push_bytes"], 262_144);
+        assert_eq!(online.payload["nonce"], crate::identity::boot_nonce());
         let after_power_cut = contract().status(&Status::Online {
             started: SystemTime::UNIX_EPOCH,
             devices: 3,

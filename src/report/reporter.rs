@@ -584,9 +584,16 @@ fn subscribe(link: &Link, contract: &Contract, config: &Config) {
         .groups
         .iter()
         .map(|g| config.provisioning.group_topic.replace("{group}", g));
-    let filters = [contract.push_topic(), contract.command_filter()]
-        .into_iter()
-        .chain(groups);
+    // The agent's own retained config state first: the broker sends it
+    // before any retained push, so the version floor is known before a
+    // push is taken, even with a wiped state directory.
+    let filters = [
+        contract.config_state_topic(),
+        contract.push_topic(),
+        contract.command_filter(),
+    ]
+    .into_iter()
+    .chain(groups);
     for filter in filters {
         if let Err(e) = link.session.try_subscribe(&filter) {
             tracing::error!(topic = %filter, error = %e, "cannot subscribe; pushes on this topic will not arrive until the next connection");
@@ -594,7 +601,6 @@ fn subscribe(link: &Link, contract: &Contract, config: &Config) {
     }
 }
 
-/// Spreads reconnects of many gateways over time: 50–100 % of the backoff.
 /// The largest payload that can go out on `topic`: the configured maximum,
 /// and what fits in the packet the broker (MQTT 5 CONNACK) and the client
 /// take with the topic and the headers.
@@ -637,6 +643,7 @@ fn dead_letter(state_dir: &std::path::Path, topic: &str, seq: u64, payload: &[u8
     );
 }
 
+/// Spreads reconnects of many gateways over time: 50–100 % of the backoff.
 fn with_jitter(backoff: Duration) -> Duration {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)

@@ -452,6 +452,68 @@ fn writes_go_only_to_the_named_device_and_as_securely_as_required() {
     assert_eq!(impostor.counts().other, 0, "a SET reached the impostor");
 }
 
+/// Replay protection that survives the loss of the state directory and
+/// does not rest on the clock: a captured push is refused `replay` after a
+/// factory reset (the floor is read back from the agent's own retained
+/// config state), and a command signed before the agent restarted is
+/// refused `stale_nonce`.
+#[test]
+fn captured_pushes_and_commands_do_not_run_again_after_a_reset() {
+    let mut setup = Setup::start();
+    let mut daemon = setup.daemon("first.log");
+    setup.wait_for_device();
+    let captured = sign(
+        &location_push(&setup.device_id, 7, "seven"),
+        &provider_key(),
+    );
+    setup.push_raw(captured.as_bytes());
+    assert_eq!(setup.final_ack("7").1["status"], "applied");
+    let old_nonce = nonce(&setup);
+    let stale = command("old-1", "poll-now", None);
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    daemon.wait_exit(Duration::from_secs(10)).expect("stops");
+    // Factory reset: the state directory is gone; the device is set back.
+    std::fs::remove_dir_all(setup.dir.path().join("state")).expect("wipe the state");
+    net_snmp_ok(
+        "snmpset",
+        &[
+            "-v2c",
+            "-c",
+            &setup.snmpd.rw_community,
+            &setup.snmpd.addr().to_string(),
+            SYS_LOCATION,
+            "s",
+            "factory",
+        ],
+    );
+    let _daemon = setup.daemon("second.log");
+    setup.wait_for_device();
+    setup.push_raw(captured.as_bytes());
+    let (_, last) = setup.final_ack("7");
+    assert_eq!(
+        (last["status"].as_str(), last["code"].as_str()),
+        (Some("rejected"), Some("replay")),
+        "{last}"
+    );
+    assert_eq!(
+        setup.sys_location(),
+        "factory",
+        "the captured push ran again"
+    );
+    let mut stale = stale;
+    stale["nonce"] = json!(old_nonce);
+    let result = run_command(&mut setup, "old-1", &stale);
+    assert_eq!(
+        (result["status"].as_str(), result["code"].as_str()),
+        (Some("rejected"), Some("stale_nonce")),
+        "{result}"
+    );
+    // A push above the floor still applies.
+    setup.push_signed(&location_push(&setup.device_id, 8, "eight"));
+    assert_eq!(setup.final_ack("8").1["status"], "applied");
+    assert_eq!(setup.sys_location(), "eight");
+}
+
 #[test]
 fn a_failing_second_set_rolls_the_first_back() {
     let mut setup = Setup::start();
@@ -653,10 +715,27 @@ fn command(request_id: &str, command: &str, device: Option<&str>) -> Value {
     body
 }
 
+/// The agent's current nonce, from its retained status (as the provider's
+/// tooling reads it).
+fn nonce(setup: &Setup) -> String {
+    let mut status = setup.broker.subscribe(&format!("{PREFIX}/status"));
+    status
+        .expect_message(WAIT, |m| m.retained && m.json()["state"] == "online")
+        .json()["nonce"]
+        .as_str()
+        .expect("nonce in the online status")
+        .to_string()
+}
+
+/// Sends a signed command, with the agent's nonce unless `body` has one.
 fn run_command(setup: &mut Setup, request_id: &str, body: &Value) -> Value {
+    let mut body = body.clone();
+    if body.get("nonce").is_none() {
+        body["nonce"] = json!(nonce(setup));
+    }
     setup.broker.publish(
         &format!("{PREFIX}/cmd/{request_id}"),
-        sign(body, &provider_key()),
+        sign(&body, &provider_key()),
         false,
     );
     let topic = format!("{PREFIX}/cmd/{request_id}/result");
