@@ -19,7 +19,8 @@
 //!    `ip netns exec`). The namespace is deleted on exit and on panic.
 //! 2. **sweep**: `cpe-agent discover` of 127.0.2.0/24 with the 26 real
 //!    recordings live on 127.0.2.1–26 (snmpsimd, LAN mode).
-//! 3. **daemons**: 10, 50 and 200 simulated devices on 127.0.2.x (the real
+//! 3. **daemons**: 10, 50 and 200 simulated devices (up to 1,000 with
+//!    COMPARE_DEVICES, 250 a /24 from 127.0.2.x) (the real
 //!    recordings and the project's, repeated, each copy with its own serial
 //!    and MACs), polled every interval by the release `cpe-agent run`,
 //!    collectd (snmp + mqtt plugins) and prometheus-snmp-exporter (scraped by
@@ -69,6 +70,13 @@ const NETNS_CHILD_ENV: &str = "CPE_COMPARE_NETNS_CHILD";
 const NETNS_PREFIX: &str = "cpe-compare-";
 /// The addresses reserved for this bench's simulated devices.
 const LAN_PREFIX: &str = "127.0.2";
+
+/// The k-th (0-based) simulated device's /24 and host: 250 a /24 from
+/// 127.0.2.1, so that a fleet of 1,000 fits (127.0.2–127.0.5).
+fn lan_place(k: usize) -> (String, u8) {
+    let host = u8::try_from(1 + k % 250).unwrap_or(1);
+    (format!("127.0.{}", 2 + k / 250), host)
+}
 const IF_ENTRY: [u64; 9] = [1, 3, 6, 1, 2, 1, 2, 2, 1];
 const IFX_ENTRY: [u64; 10] = [1, 3, 6, 1, 2, 1, 31, 1, 1, 1];
 const AGENT_ID: &str = "bench-agent";
@@ -149,7 +157,7 @@ impl Plan {
             plan.device_counts = counts
                 .split(',')
                 .filter_map(|c| c.trim().parse().ok())
-                .filter(|&c: &usize| (1..=200).contains(&c))
+                .filter(|&c: &usize| (1..=1000).contains(&c))
                 .collect();
             plan.device_counts.sort_unstable();
         }
@@ -749,7 +757,8 @@ impl DevicePool {
     fn learn(&self, recordings: &[PathBuf], devices: &[Json]) {
         let mut serials = self.serials.lock().expect("serials");
         for (k, recording) in recordings.iter().enumerate() {
-            let address = format!("{LAN_PREFIX}.{}", k + 1);
+            let (prefix, host) = lan_place(k);
+            let address = format!("{prefix}.{host}");
             let serial = devices
                 .iter()
                 .find(|d| d["address"] == address.as_str())
@@ -910,6 +919,8 @@ struct Window {
     /// The part of VmRSS that is file pages (the binary and its libraries,
     /// shared with the page cache).
     rss_file_kb: u64,
+    /// Open file descriptors at the end of the window.
+    fds: usize,
     cpu_per_cycle_s: f64,
     messages_per_cycle: f64,
     health_per_cycle: f64,
@@ -928,6 +939,7 @@ impl Window {
             "vmhwm_kb": self.hwm_kb,
             "vmrss_kb": self.rss_kb,
             "rss_file_kb": self.rss_file_kb,
+            "open_fds": self.fds,
             "cpu_per_cycle_ms": round(self.cpu_per_cycle_s * 1000.0, 2),
             "messages_per_cycle": round(self.messages_per_cycle, 1),
             "health_messages_per_cycle": round(self.health_per_cycle, 1),
@@ -953,8 +965,8 @@ fn section_daemons(plan: &Plan, agent: &Path, pool: &DevicePool) -> Json {
         .chunks(SIM_CHUNK)
         .enumerate()
         .map(|(i, chunk)| {
-            let first = u8::try_from(1 + i * SIM_CHUNK).expect("at most 200 devices");
-            SnmpSim::start_lan(chunk, LAN_PREFIX, first)
+            let (prefix, first) = lan_place(i * SIM_CHUNK);
+            SnmpSim::start_lan(chunk, &prefix, first)
         })
         .collect();
     let all: Vec<SocketAddr> = sims
@@ -1027,11 +1039,12 @@ fn print_daemon_rows(plan: &Plan, rows: &[Window]) {
         plan.cycles
     );
     println!(
-        "  {:<26} {:>10} {:>10} {:>9} {:>12} {:>10} {:>12} {:>9}  note",
+        "  {:<26} {:>10} {:>10} {:>9} {:>6} {:>12} {:>10} {:>12} {:>9}  note",
         "daemon",
         "VmHWM MiB",
         "VmRSS MiB",
         "file MiB",
+        "fds",
         "CPU/cycle ms",
         "msgs/cycle",
         "cycle wall s",
@@ -1043,11 +1056,12 @@ fn print_daemon_rows(plan: &Plan, rows: &[Window]) {
         .map_or(f64::NAN, |w| w.cpu_per_cycle_s);
     for w in rows {
         println!(
-            "  {:<26} {:>10.2} {:>10.2} {:>9.2} {:>12.1} {:>10.1} {:>12} {:>8.2}x  {}",
+            "  {:<26} {:>10.2} {:>10.2} {:>9.2} {:>6} {:>12.1} {:>10.1} {:>12} {:>8.2}x  {}",
             w.daemon,
             w.hwm_kb as f64 / 1024.0,
             w.rss_kb as f64 / 1024.0,
             w.rss_file_kb as f64 / 1024.0,
+            w.fds,
             w.cpu_per_cycle_s * 1000.0,
             w.messages_per_cycle,
             w.cycle_wall_s.map_or("-".into(), |s| format!("{s:.3}")),
@@ -1173,6 +1187,7 @@ fn target_ranges(devices: &[SocketAddr]) -> Vec<String> {
 struct Resident {
     total_kb: u64,
     file_kb: u64,
+    fds: usize,
 }
 
 fn measure_window(
@@ -1221,6 +1236,7 @@ fn measure_window(
     let rss = Resident {
         total_kb: status_kb(pid, "VmRSS"),
         file_kb: status_kb(pid, "RssFile"),
+        fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count()),
     };
     (startup_cpu, cpu, hwm, rss, wall0, unix_now())
 }
@@ -1236,7 +1252,7 @@ fn run_agent(plan: &Plan, agent: &Path, broker: &Mosquitto, addrs: &[SocketAddr]
     let config = format!(
         "[agent]\nid = \"{AGENT_ID}\"\n\n\
          [mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n\n\
-         [discovery]\ninterval = \"1h\"\nlan_subnets = false\n\
+         [discovery]\ninterval = \"1h\"\nlan_subnets = false\nmax_devices = 2000\n\
          targets = [{targets}]\nconcurrency = 32\ntimeout = \"1s\"\nretries = 1\n\n\
          [[credentials]]\nname = \"lan-public\"\nversion = \"v2c\"\ncommunity = \"public\"\n\n\
          [polling]\ninterval = \"{interval}s\"\ntimeout = \"2s\"\nretries = 1\n\n\
@@ -1299,6 +1315,7 @@ fn run_agent(plan: &Plan, agent: &Path, broker: &Mosquitto, addrs: &[SocketAddr]
         hwm_kb: hwm,
         rss_kb: rss.total_kb,
         rss_file_kb: rss.file_kb,
+        fds: rss.fds,
         cpu_per_cycle_s: cpu / cycles,
         messages_per_cycle: all as f64 / cycles,
         health_per_cycle: health_window.len() as f64 / cycles,
@@ -1414,6 +1431,7 @@ fn run_collectd(plan: &Plan, binary: &Path, broker: &Mosquitto, addrs: &[SocketA
         hwm_kb: hwm,
         rss_kb: rss.total_kb,
         rss_file_kb: rss.file_kb,
+        fds: rss.fds,
         cpu_per_cycle_s: cpu / cycles,
         messages_per_cycle: in_window.len() as f64 / cycles,
         health_per_cycle: in_window.iter().filter(|(_, t)| uptime_topic(t)).count() as f64 / cycles,
@@ -1505,6 +1523,7 @@ fn run_exporter(plan: &Plan, binary: &Path, addrs: &[SocketAddr]) -> Window {
         hwm_kb: hwm,
         rss_kb: rss.total_kb,
         rss_file_kb: rss.file_kb,
+        fds: rss.fds,
         cpu_per_cycle_s: cpu / measured.len().max(1) as f64,
         messages_per_cycle: count as f64,
         health_per_cycle: count as f64,
@@ -1582,7 +1601,8 @@ fn daemon_verdicts(plan: &Plan, daemons: &Json) -> Vec<Json> {
             "measured": format!("{mib:.2} MiB"),
             "value": round(mib, 3),
             "limit": "<= 10 MiB",
-            "verdict": judge(mib <= 10.0),
+            // The budget is at 50 devices; another count is shown, not judged.
+            "verdict": if mid == 50 { judge(mib <= 10.0) } else { "n/a".to_owned() },
         }));
     }
     if let (Some(a), Some(b)) = (get("cpe-agent", mid), get("cpe-agent", top)) {

@@ -162,7 +162,7 @@ impl Default for DiscoveryConfig {
             targets: Vec::new(),
             exclude_interfaces: Vec::new(),
             max_prefix: 22,
-            max_devices: 512,
+            max_devices: 1024,
             concurrency: 32,
             timeout: HumanDuration(Duration::from_secs(1)),
             retries: 1,

@@ -10,6 +10,9 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
+/// The widest `max_prefix` there is: a /8 (16.7 million addresses).
+pub const MIN_PREFIX: u8 = 8;
+
 /// The standard SNMP agent port.
 pub const SNMP_PORT: u16 = 161;
 
@@ -72,8 +75,13 @@ impl TargetSpec {
             return Ok(());
         }
         let needed = 32 - (64 - (self.len() - 1).leading_zeros()).min(32) as u8;
+        let way_out = if needed < MIN_PREFIX {
+            format!("split it: the widest sweep allowed is a /{MIN_PREFIX}")
+        } else {
+            format!("split it, or raise the limit with {raise}{needed}")
+        };
         Err(format!(
-            "{self} covers {} addresses, more than a /{max_prefix}; split it, or raise the limit with {raise}{needed}",
+            "{self} covers {} addresses, more than a /{max_prefix}; {way_out}",
             self.len()
         ))
     }

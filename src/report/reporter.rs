@@ -140,6 +140,8 @@ struct Reporter {
     status: AgentStatus,
     next_status_write: Instant,
     links: Links,
+    /// `metrics::FD_EXHAUSTED` as last told to diag.
+    fd_exhausted_noted: u64,
 }
 
 enum Step {
@@ -177,6 +179,7 @@ impl Reporter {
             next_agent_health: Instant::now(),
             status: AgentStatus::new(),
             next_status_write: Instant::now(),
+            fd_exhausted_noted: 0,
             links,
         }
     }
@@ -362,6 +365,15 @@ impl Reporter {
     /// Refreshes the status file `cpe-agent diag` reads (every few seconds).
     fn write_status(&mut self) {
         self.next_status_write = Instant::now() + STATUS_EVERY;
+        // Running out of descriptors is the agent's fault, not the LAN's:
+        // diag shows it among the recent errors.
+        let exhausted = metrics::get(&metrics::FD_EXHAUSTED);
+        if exhausted > self.fd_exhausted_noted {
+            self.fd_exhausted_noted = exhausted;
+            status_file::record_error(format!(
+                "out of file descriptors: {exhausted} socket(s) could not be opened since start, devices went unasked; raise LimitNOFILE or lower discovery.concurrency"
+            ));
+        }
         let config = self.config.borrow().clone();
         self.status.note_queue(&self.queue.stats());
         self.status
