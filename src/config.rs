@@ -241,6 +241,9 @@ pub struct PollingConfig {
     pub retries: u32,
     /// Missed polls after which a device is reported lost.
     pub lost_after: u32,
+    /// A device that has not answered for this long is forgotten: its id,
+    /// its poller and its retained inventory go.
+    pub forget_after: HumanDuration,
 }
 
 impl Default for PollingConfig {
@@ -250,6 +253,7 @@ impl Default for PollingConfig {
             timeout: HumanDuration(Duration::from_secs(2)),
             retries: 1,
             lost_after: 3,
+            forget_after: HumanDuration(Duration::from_secs(7 * 24 * 3600)),
         }
     }
 }
@@ -1054,6 +1058,12 @@ impl PollingConfig {
             return Err((
                 "polling.lost_after".into(),
                 "expected at least 1 missed poll".into(),
+            ));
+        }
+        if self.forget_after.0 < Duration::from_secs(10) {
+            return Err((
+                "polling.forget_after".into(),
+                "expected at least \"10s\" (default \"7d\")".into(),
             ));
         }
         Ok(())

@@ -44,7 +44,8 @@ pub enum Request {
 }
 
 /// A known device: its latest inventory, a way to make it poll now, and
-/// when it last answered (unix ms; for telling a collision from a move).
+/// when it last answered ([`mono_ms`]; for telling a collision from a move,
+/// and for forgetting it).
 struct Known {
     updates: watch::Sender<Device>,
     poll_now: Arc<Notify>,
@@ -55,14 +56,16 @@ impl Known {
     /// Answered within three poll intervals (and 30 s).
     fn alive(&self, interval: Duration) -> bool {
         let window = (interval * 3).max(Duration::from_secs(30)).as_millis() as u64;
-        unix_ms().saturating_sub(self.last_answer.load(Ordering::Relaxed)) <= window
+        mono_ms().saturating_sub(self.last_answer.load(Ordering::Relaxed)) <= window
     }
 }
 
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+/// Milliseconds on a monotonic clock (since the first call): how long a
+/// device has been silent must not jump with the wall clock (a gateway
+/// whose NTP answers late jumps by years).
+fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
 /// Runs until shutdown: merges sweeps into the known set, one task per device.
@@ -94,6 +97,12 @@ pub async fn run(
                     std::future::pending::<()>().await;
                 }
                 crate::metrics::beat(crate::metrics::Loop::Polling);
+                let forget_after = config.borrow().polling.forget_after.get();
+                if forget_silent(&mut known, &mut identities, forget_after, &reports) {
+                    if let Err(e) = identities.save(&state_dir) {
+                        tracing::warn!(error = %e, "cannot save the device identities");
+                    }
+                }
             }
             Some(request) = requests.recv() => answer(&known, request),
             sweep = sweeps.recv() => {
@@ -123,7 +132,7 @@ pub async fn run(
                         }
                     }
                     if let Some(entry) = known.get(&device.id) {
-                        entry.last_answer.store(unix_ms(), Ordering::Relaxed);
+                        entry.last_answer.store(mono_ms(), Ordering::Relaxed);
                     }
                     match known.get(&device.id) {
                         Some(entry) => {
@@ -135,7 +144,6 @@ pub async fn run(
                         }
                         None => {
                             crate::metrics::bump(&crate::metrics::DEVICES_KNOWN);
-                            crate::metrics::bump(&crate::metrics::DEVICES_REACHABLE);
                             track(&mut known, device, &reports, &config, &permits, &mut tasks, &shutdown);
                         }
                     }
@@ -152,6 +160,45 @@ pub async fn run(
     tracing::debug!("poller stopped");
 }
 
+/// Forgets the devices silent for longer than `forget_after`: their pollers
+/// stop (their update channel closes), their ids are freed, and a
+/// `forgotten` event tells the reporter to clear their retained inventory.
+/// True when any was forgotten.
+fn forget_silent(
+    known: &mut BTreeMap<String, Known>,
+    identities: &mut Identities,
+    forget_after: Duration,
+    reports: &mpsc::Sender<Report>,
+) -> bool {
+    let now = mono_ms();
+    let limit = forget_after.as_millis() as u64;
+    let silent: Vec<(String, u64)> = known
+        .iter()
+        .map(|(id, k)| {
+            (
+                id,
+                now.saturating_sub(k.last_answer.load(Ordering::Relaxed)),
+            )
+        })
+        .filter(|(_, silent)| *silent > limit)
+        .map(|(id, silent)| (id.clone(), silent))
+        .collect();
+    for (id, silent_ms) in &silent {
+        known.remove(id);
+        identities.forget(id);
+        crate::metrics::DEVICES_KNOWN.fetch_sub(1, Ordering::Relaxed);
+        tracing::info!(device = %id, silent_s = silent_ms / 1000, "forgotten after polling.forget_after without an answer");
+        send(
+            reports,
+            Report::Event(DeviceEvent::Forgotten {
+                device_id: id.clone(),
+                silent_s: silent_ms / 1000,
+            }),
+        );
+    }
+    !silent.is_empty()
+}
+
 /// Starts tracking a device: its entry and its poller.
 #[allow(clippy::too_many_arguments)]
 fn track(
@@ -163,9 +210,10 @@ fn track(
     tasks: &mut JoinSet<()>,
     shutdown: &Shutdown,
 ) {
+    crate::metrics::bump(&crate::metrics::DEVICES_REACHABLE);
     let (updates, device_rx) = watch::channel(device.clone());
     let poll_now = Arc::new(Notify::new());
-    let last_answer = Arc::new(AtomicU64::new(unix_ms()));
+    let last_answer = Arc::new(AtomicU64::new(mono_ms()));
     known.insert(
         device.id.clone(),
         Known {
@@ -251,6 +299,7 @@ fn on_identity_note(
         Note::Replaced { old_id } => {
             tracing::info!(device = %device.id, old = %old_id, address = %address, "another device answers at this address now");
             if let Some(gone) = known.remove(&old_id) {
+                crate::metrics::DEVICES_KNOWN.fetch_sub(1, Ordering::Relaxed);
                 send(reports, Report::Lost(gone.updates.borrow().clone()));
             }
         }
@@ -317,7 +366,7 @@ struct DevicePoller {
     reports: mpsc::Sender<Report>,
     permits: Arc<Semaphore>,
     poll_now: Arc<Notify>,
-    /// When it last answered (unix ms), shared with its [`Known`] entry.
+    /// When it last answered ([`mono_ms`]), shared with its [`Known`] entry.
     last_answer: Arc<AtomicU64>,
     client: Option<Client>,
     last: Option<(Instant, Reading)>,
@@ -376,7 +425,17 @@ impl DevicePoller {
                     }
                 }
                 changed = self.device.changed() => {
-                    if changed.is_err() { return; }
+                    if changed.is_err() {
+                        // No longer tracked (forgotten, or retracked under
+                        // another id): out of the counts it was in.
+                        let count = if self.lost {
+                            &crate::metrics::DEVICES_LOST
+                        } else {
+                            &crate::metrics::DEVICES_REACHABLE
+                        };
+                        count.fetch_sub(1, Ordering::Relaxed);
+                        return;
+                    }
                     let device = self.device.borrow_and_update().clone();
                     tracing::info!(device = %device.id, "inventory changed");
                     self.client = None;
@@ -448,7 +507,7 @@ impl DevicePoller {
     }
 
     fn answered(&mut self, device: &Device, reading: Reading) {
-        self.last_answer.store(unix_ms(), Ordering::Relaxed);
+        self.last_answer.store(mono_ms(), Ordering::Relaxed);
         let now = Instant::now();
         if self.lost {
             tracing::info!(device = %device.id, "device answers again");

@@ -77,6 +77,12 @@ pub enum DeviceEvent {
         address: String,
         claimed_id: String,
     },
+    /// Lost for `polling.forget_after`: no longer tracked, its retained
+    /// inventory cleared. Found again, it is a new device.
+    Forgotten {
+        device_id: String,
+        silent_s: u64,
+    },
 }
 
 /// Which limit a value crossed, for the threshold events.
@@ -102,7 +108,8 @@ impl DeviceEvent {
             | DeviceEvent::ThresholdCleared { device_id, .. }
             | DeviceEvent::IdentityCollision { device_id, .. }
             | DeviceEvent::AddressChanged { device_id, .. }
-            | DeviceEvent::IdentityChurn { device_id, .. } => device_id,
+            | DeviceEvent::IdentityChurn { device_id, .. }
+            | DeviceEvent::Forgotten { device_id, .. } => device_id,
         }
     }
 }

@@ -127,6 +127,21 @@ impl Contract {
         format!("{}/config/state", self.prefix)
     }
 
+    /// A device's retained inventory topic.
+    pub fn inventory_topic(&self, device_id: &str) -> String {
+        self.device_topic(device_id, "inventory")
+    }
+
+    /// The device a queued record's payload forgets (a `forgotten` event),
+    /// whose retained inventory is then cleared.
+    pub fn forgotten_device(&self, topic: &str, payload: &[u8]) -> Option<String> {
+        if !topic.ends_with("/events") || !payload.windows(9).any(|w| w == b"forgotten") {
+            return None;
+        }
+        let json: Json = serde_json::from_slice(payload).ok()?;
+        (json["event"] == "forgotten").then(|| json["device_id"].as_str().map(str::to_string))?
+    }
+
     pub fn push_topic(&self) -> String {
         format!("{}/config/push", self.prefix)
     }

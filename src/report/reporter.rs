@@ -30,7 +30,7 @@ use super::mqtt::{self, Happening, Session, Will};
 use super::queue::{Class, Queue, QueueError, QueueOptions};
 use super::status_file::{self, AgentStatus};
 use crate::config::{Config, MqttConfig, ProvisioningConfig};
-use crate::message::{Inbound, LinkState, Report};
+use crate::message::{DeviceEvent, Inbound, LinkState, Report};
 use crate::metrics;
 use crate::shutdown::Shutdown;
 
@@ -391,6 +391,10 @@ impl Reporter {
             self.devices.insert(device.id.clone());
             self.status.upsert_device(device);
         }
+        if let Report::Event(DeviceEvent::Forgotten { device_id, .. }) = report {
+            self.devices.remove(device_id);
+            self.status.remove_device(device_id);
+        }
         let class = match report {
             Report::Health(_) => Class::Health,
             // Provisioning answers are never dropped, like events.
@@ -517,6 +521,7 @@ impl Reporter {
                 }
                 continue;
             };
+            let forgotten = self.contract.forgotten_device(&record.topic, &payload);
             let handed = link
                 .session
                 .try_publish(&record.topic, record.retain, payload);
@@ -524,6 +529,15 @@ impl Reporter {
                 break;
             }
             link.delivery.record_handed(record.seq);
+            // A forgotten device's retained inventory is cleared right after
+            // the event (so after every earlier record about it): an empty
+            // retained message, outside the seq stream like status.
+            if let Some(device_id) = forgotten {
+                let topic = self.contract.inventory_topic(&device_id);
+                if link.session.try_publish(&topic, true, Vec::new()).is_ok() {
+                    link.delivery.status_handed();
+                }
+            }
         }
     }
 

@@ -770,3 +770,60 @@ fn a_device_that_changes_who_it_is_is_held_to_one_id() {
     );
     no_panic(&mut daemon);
 }
+
+/// A device silent for `polling.forget_after` is forgotten: a `forgotten`
+/// event, its retained inventory cleared (a late subscriber finds none), and
+/// no more health for it.
+#[test]
+fn a_device_silent_past_forget_after_is_forgotten_and_its_inventory_cleared() {
+    let mut setup = Setup::new(187);
+    let broker = MosquittoOptions::new().start();
+    let mut events = broker.subscribe(&format!("cpe/v1/{AGENT}/devices/+/events"));
+    let config = setup.config(&format!("port = {}", broker.port()), "");
+    // forget_after goes into [polling]: rewrite the file's polling section.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "[polling]\n",
+            "[polling]\nforget_after = \"10s\"\nlost_after = 2\n",
+        ),
+    )
+    .expect("config");
+    let mut daemon = setup.daemon(&config, "agent.log");
+    let found = events.expect_message(Duration::from_secs(20), |m| m.json()["event"] == "found");
+    let id = found.json()["device_id"]
+        .as_str()
+        .expect("device_id")
+        .to_string();
+    let inventory_topic = format!("cpe/v1/{AGENT}/devices/{id}/inventory");
+    let mut before = broker.subscribe(&inventory_topic);
+    before.expect_message(Duration::from_secs(10), |m| m.retained);
+    setup.sim.stop();
+    let forgotten = events.expect_message(Duration::from_secs(30), |m| {
+        m.json()["event"] == "forgotten" && m.json()["device_id"] == id.as_str()
+    });
+    assert!(
+        forgotten.json()["silent_s"]
+            .as_u64()
+            .is_some_and(|s| s >= 10),
+        "{}",
+        forgotten.text()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let mut late = broker.subscribe(&inventory_topic);
+    let retained = late.next_message(Duration::from_secs(2));
+    assert!(
+        retained.is_none(),
+        "the retained inventory was not cleared: {:?}",
+        retained.map(|m| m.text())
+    );
+    assert!(
+        daemon
+            .log()
+            .contains("forgotten after polling.forget_after"),
+        "{}",
+        daemon.log()
+    );
+    no_panic(&mut daemon);
+}
