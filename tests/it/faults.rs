@@ -827,3 +827,39 @@ fn a_device_silent_past_forget_after_is_forgotten_and_its_inventory_cleared() {
     );
     no_panic(&mut daemon);
 }
+
+/// A table walk that never ends (ifDescr rows for ever): the walk stops at
+/// its bound, and the inventory still arrives, cut to the message size with
+/// `truncated` counts; the agent keeps reporting.
+#[test]
+fn an_endless_table_still_reports_a_bounded_inventory() {
+    let setup = Setup::new(189);
+    let endless = Rogue::start(rogue::sample_table(2), &[Behaviour::EndlessTable]);
+    let broker = MosquittoOptions::new().start();
+    let mut inventories = broker.subscribe(&format!("cpe/v1/{AGENT}/devices/+/inventory"));
+    let config = setup.config_with(
+        &format!("port = {}\nmax_message_bytes = \"64KiB\"", broker.port()),
+        &[endless.addr()],
+        "",
+    );
+    let mut daemon = setup.daemon(&config, "agent.log");
+    let inventory = inventories.expect_message(Duration::from_secs(60), |m| {
+        m.json()["address"] == endless.addr().ip().to_string()
+    });
+    assert!(
+        inventory.payload.len() <= 64 * 1024,
+        "{} bytes",
+        inventory.payload.len()
+    );
+    let json = inventory.json();
+    let kept = json["interfaces"].as_array().expect("interfaces").len() as u64;
+    let omitted = json["truncated"]["interfaces"]
+        .as_u64()
+        .expect("truncated count");
+    assert!(
+        kept > 0 && kept + omitted > 1_000,
+        "kept {kept}, omitted {omitted}"
+    );
+    println!("endless ifTable: {kept} interfaces sent, {omitted} left out");
+    no_panic(&mut daemon);
+}

@@ -91,6 +91,9 @@ pub enum Behaviour {
     /// The chassis serial (entPhysicalSerialNum.1) is new in every reply:
     /// a device that makes up who it is.
     ChurnSerial,
+    /// ifDescr never ends: after the table's last row comes row N+1, and so
+    /// on, for ever (a walk that never reaches the next column).
+    EndlessTable,
 }
 
 /// Datagrams the rogue received, by PDU type.
@@ -435,6 +438,26 @@ impl Agent {
 
     /// What GETNEXT of `oid` returns, misbehaviour included.
     fn successor(&self, oid: &Oid) -> Option<(Oid, Value)> {
+        if self.has(&Behaviour::EndlessTable) {
+            let descr = Oid::from_arcs(&[1, 3, 6, 1, 2, 1, 2, 2, 1, 2]);
+            let last_row = self
+                .table
+                .iter()
+                .filter_map(|(o, _)| o.suffix_after(&descr)?.first().copied())
+                .max()
+                .unwrap_or(0);
+            let row = match oid.suffix_after(&descr) {
+                Some(rest) => rest.first().copied().unwrap_or(0),
+                None if *oid == descr => 0,
+                None => u64::MAX,
+            };
+            if row != u64::MAX && row >= last_row {
+                let next = row + 1;
+                let text =
+                    format!("endless port {next} with a long description to fill the inventory");
+                return Some((descr.child(&[next]), Value::OctetString(text.into_bytes())));
+            }
+        }
         if self.has(&Behaviour::NonIncreasing) && !self.table.is_empty() {
             let middle = &self.table[self.table.len() / 2].0;
             if oid == middle {
