@@ -122,6 +122,7 @@ pub async fn run(
                         }
                         continue;
                     };
+                    device.claimed_id = (id != claim).then(|| claim.clone());
                     device.id = id;
                     for note in notes {
                         on_identity_note(&mut known, &device, note, &reports, &config, &permits, &mut tasks, &shutdown);
@@ -259,6 +260,7 @@ fn on_identity_note(
             if let Some(held) = known.remove(&claim) {
                 let mut other_device = held.updates.borrow().clone();
                 send(reports, Report::Lost(other_device.clone()));
+                other_device.claimed_id = Some(claim.clone());
                 other_device.id = other_id.clone();
                 track(
                     known,

@@ -243,6 +243,7 @@ pub async fn probe(
                     address: addr.ip(),
                     port: addr.port(),
                     credential: credential.name.clone(),
+                    claimed_id: None,
                     inventory,
                     sys_uptime,
                 });

@@ -21,6 +21,10 @@ pub struct Device {
     pub id: String,
     /// The name of the credential that answered (never the secret).
     pub credential: String,
+    /// The id the device claimed, when it is tracked under another (two
+    /// devices claimed one id, or it keeps changing who it says it is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claimed_id: Option<String>,
     #[serde(flatten)]
     pub inventory: Inventory,
     /// sysUpTime in hundredths of a second, as read during the sweep.

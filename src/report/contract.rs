@@ -430,6 +430,7 @@ mod tests {
             address: "127.0.1.1".parse().expect("ip"),
             port: 161,
             credential: "lan".into(),
+            claimed_id: None,
             inventory: Inventory {
                 classification: Classification {
                     kind: Kind::Modem,

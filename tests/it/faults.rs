@@ -693,6 +693,7 @@ fn devices_that_claim_one_id_each_keep_their_own() {
         let id = json["device_id"].as_str().unwrap_or_default().to_string();
         contested_lost |= id == claimed && json["state"] == "lost";
         if ids.contains(&id) && json["state"] == "present" {
+            assert_eq!(json["claimed_id"], claimed.as_str(), "{json}");
             present.insert(id);
         }
         present.len() == 2 && contested_lost
