@@ -79,6 +79,8 @@ pub struct Identities {
     /// address → the id it has, and how often its claim changed.
     at: BTreeMap<SocketAddr, AtAddress>,
     max_devices: usize,
+    /// Changed since the last [`Identities::take_changed`]: to be saved.
+    changed: bool,
 }
 
 impl Identities {
@@ -87,6 +89,11 @@ impl Identities {
             max_devices,
             ..Identities::default()
         }
+    }
+
+    /// True once after any change: the caller saves then.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
     }
 
     /// How many ids are tracked.
@@ -116,6 +123,7 @@ impl Identities {
                 && self.held.get(&old_id).is_some_and(|h| h.address == address)
             {
                 self.held.remove(&old_id);
+                self.changed = true;
                 notes.push(Note::Replaced { old_id });
             }
         }
@@ -135,6 +143,7 @@ impl Identities {
                 let changes = at.changes + 1;
                 if let Some(entry) = self.at.get_mut(&address) {
                     entry.changes = changes;
+                    self.changed = true;
                 }
                 if changes >= CHURN_LIMIT {
                     return Assigned::Id {
@@ -156,6 +165,7 @@ impl Identities {
             }
             Some(held) if alive(claim) => {
                 // Two devices claim one id at once: neither keeps it.
+                self.changed = true;
                 self.contested.insert(claim.to_string());
                 self.held.remove(claim);
                 let other_id = at_address(claim, held.address);
@@ -179,6 +189,7 @@ impl Identities {
             }
             Some(held) => {
                 self.at.remove(&held.address);
+                self.changed = true;
                 let note = Note::Moved { from: held.address };
                 self.hold(claim.to_string(), claim, address, vec![note])
             }
@@ -190,21 +201,19 @@ impl Identities {
         if !self.held.contains_key(&id) && self.held.len() >= self.max_devices {
             return Assigned::TooMany;
         }
-        self.held.insert(
-            id.clone(),
-            Held {
-                address,
-                claim: claim.to_string(),
-            },
-        );
-        let changes = self.at.get(&address).map_or(0, |a| a.changes);
-        self.at.insert(
+        let held = Held {
             address,
-            AtAddress {
-                id: id.clone(),
-                changes,
-            },
-        );
+            claim: claim.to_string(),
+        };
+        let at = AtAddress {
+            id: id.clone(),
+            changes: self.at.get(&address).map_or(0, |a| a.changes),
+        };
+        if self.held.get(&id) != Some(&held) || self.at.get(&address) != Some(&at) {
+            self.changed = true;
+            self.held.insert(id.clone(), held);
+            self.at.insert(address, at);
+        }
         Assigned::Id { id, notes }
     }
 
@@ -212,6 +221,7 @@ impl Identities {
     /// handed out again.
     pub fn forget(&mut self, id: &str) {
         if let Some(held) = self.held.remove(id) {
+            self.changed = true;
             if self.at.get(&held.address).is_some_and(|a| a.id == id) {
                 self.at.remove(&held.address);
             }
@@ -422,6 +432,8 @@ mod tests {
         ids.assign("sn-acme-1", addr(2), |_| true);
         ids.assign("mac-0011", addr(3), |_| true);
         let (back, warnings) = Identities::from_text(&ids.to_text(), 10);
+        assert!(ids.take_changed(), "changes are told once");
+        assert!(!ids.take_changed());
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(back, ids);
         let (_, warnings) = Identities::from_text("id\tx\tnot-an-address\tx\t0\nnonsense\n", 10);

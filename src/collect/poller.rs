@@ -98,19 +98,16 @@ pub async fn run(
                 }
                 crate::metrics::beat(crate::metrics::Loop::Polling);
                 let forget_after = config.borrow().polling.forget_after.get();
-                if forget_silent(&mut known, &mut identities, forget_after, &reports) {
-                    if let Err(e) = identities.save(&state_dir) {
-                        tracing::warn!(error = %e, "cannot save the device identities");
-                    }
-                }
+                forget_silent(&mut known, &mut identities, forget_after, &reports);
+                save_if_changed(&mut identities, &state_dir);
             }
             Some(request) = requests.recv() => answer(&known, request),
             sweep = sweeps.recv() => {
                 let Some(devices) = sweep else { break };
+                let spawner = Spawner { reports: &reports, config: &config, permits: &permits, shutdown: &shutdown };
                 for mut device in devices {
                     let interval = config.borrow().polling.interval.get();
                     let claim = device.id.clone();
-                    let before = identities.clone();
                     let assigned = identities.assign(&claim, device.socket_addr(), |id| {
                         known.get(id).is_some_and(|k| k.alive(interval))
                     });
@@ -125,18 +122,12 @@ pub async fn run(
                     device.claimed_id = (id != claim).then(|| claim.clone());
                     device.id = id;
                     for note in notes {
-                        on_identity_note(&mut known, &device, note, &reports, &config, &permits, &mut tasks, &shutdown);
+                        on_identity_note(&mut known, &mut tasks, &spawner, &device, note);
                     }
-                    if identities != before {
-                        if let Err(e) = identities.save(&state_dir) {
-                            tracing::warn!(error = %e, "cannot save the device identities; ids of colliding devices may differ after a restart");
-                        }
-                    }
-                    if let Some(entry) = known.get(&device.id) {
-                        entry.last_answer.store(mono_ms(), Ordering::Relaxed);
-                    }
+                    save_if_changed(&mut identities, &state_dir);
                     match known.get(&device.id) {
                         Some(entry) => {
+                            entry.last_answer.store(mono_ms(), Ordering::Relaxed);
                             entry.updates.send_if_modified(|current| {
                                 let changed = !same_inventory(current, &device);
                                 *current = device;
@@ -145,7 +136,7 @@ pub async fn run(
                         }
                         None => {
                             crate::metrics::bump(&crate::metrics::DEVICES_KNOWN);
-                            track(&mut known, device, &reports, &config, &permits, &mut tasks, &shutdown);
+                            track(&mut known, &mut tasks, &spawner, device);
                         }
                     }
                 }
@@ -161,16 +152,25 @@ pub async fn run(
     tracing::debug!("poller stopped");
 }
 
+/// Saves the identities when they changed; a failure is logged (ids of
+/// colliding devices may then differ after a restart).
+fn save_if_changed(identities: &mut Identities, state_dir: &std::path::Path) {
+    if identities.take_changed() {
+        if let Err(e) = identities.save(state_dir) {
+            tracing::warn!(error = %e, "cannot save the device identities; ids of colliding devices may differ after a restart");
+        }
+    }
+}
+
 /// Forgets the devices silent for longer than `forget_after`: their pollers
 /// stop (their update channel closes), their ids are freed, and a
 /// `forgotten` event tells the reporter to clear their retained inventory.
-/// True when any was forgotten.
 fn forget_silent(
     known: &mut BTreeMap<String, Known>,
     identities: &mut Identities,
     forget_after: Duration,
     reports: &mpsc::Sender<Report>,
-) -> bool {
+) {
     let now = mono_ms();
     let limit = forget_after.as_millis() as u64;
     let silent: Vec<(String, u64)> = known
@@ -197,19 +197,22 @@ fn forget_silent(
             }),
         );
     }
-    !silent.is_empty()
+}
+
+/// What a device's poller is started with, besides the device.
+struct Spawner<'a> {
+    reports: &'a mpsc::Sender<Report>,
+    config: &'a watch::Receiver<Arc<Config>>,
+    permits: &'a Arc<Semaphore>,
+    shutdown: &'a Shutdown,
 }
 
 /// Starts tracking a device: its entry and its poller.
-#[allow(clippy::too_many_arguments)]
 fn track(
     known: &mut BTreeMap<String, Known>,
-    device: Device,
-    reports: &mpsc::Sender<Report>,
-    config: &watch::Receiver<Arc<Config>>,
-    permits: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
-    shutdown: &Shutdown,
+    spawner: &Spawner<'_>,
+    device: Device,
 ) {
     crate::metrics::bump(&crate::metrics::DEVICES_REACHABLE);
     let (updates, device_rx) = watch::channel(device.clone());
@@ -225,28 +228,25 @@ fn track(
     );
     let poller = DevicePoller::new(
         device_rx,
-        config.clone(),
-        reports.clone(),
-        Arc::clone(permits),
+        spawner.config.clone(),
+        spawner.reports.clone(),
+        Arc::clone(spawner.permits),
         poll_now,
         last_answer,
     );
-    tasks.spawn(poller.run(shutdown.clone()));
+    tasks.spawn(poller.run(spawner.shutdown.clone()));
 }
 
 /// Tells the NOC what the identities found, and retracks a device that
 /// lost its contested id under its own.
-#[allow(clippy::too_many_arguments)]
 fn on_identity_note(
     known: &mut BTreeMap<String, Known>,
+    tasks: &mut JoinSet<()>,
+    spawner: &Spawner<'_>,
     device: &Device,
     note: Note,
-    reports: &mpsc::Sender<Report>,
-    config: &watch::Receiver<Arc<Config>>,
-    permits: &Arc<Semaphore>,
-    tasks: &mut JoinSet<()>,
-    shutdown: &Shutdown,
 ) {
+    let reports = spawner.reports;
     let address = device.socket_addr().to_string();
     match note {
         Note::Collision {
@@ -262,15 +262,7 @@ fn on_identity_note(
                 send(reports, Report::Lost(other_device.clone()));
                 other_device.claimed_id = Some(claim.clone());
                 other_device.id = other_id.clone();
-                track(
-                    known,
-                    other_device,
-                    reports,
-                    config,
-                    permits,
-                    tasks,
-                    shutdown,
-                );
+                track(known, tasks, spawner, other_device);
             }
             for (id, at, elsewhere) in [
                 (other_id.as_str(), other.to_string(), address.clone()),

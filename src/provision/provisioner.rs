@@ -477,8 +477,11 @@ impl Provisioner {
                 .filter_map(|i| i.mac.clone())
                 .min()
         };
+        // The id it claims: a device tracked under another (a collision)
+        // still claims the one it did.
+        let claimed = known.claimed_id.as_ref().unwrap_or(&known.id);
         let checks = [
-            ("device id", Some(known.id.clone()), Some(fresh.id.clone())),
+            ("device id", Some(claimed.clone()), Some(fresh.id.clone())),
             (
                 "sysObjectID",
                 known.inventory.system.sys_object_id.clone(),

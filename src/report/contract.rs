@@ -274,13 +274,24 @@ impl Contract {
             Report::CommandResult(result) => ("cpe-agent/command-result/1", None, to_json(result)),
         };
         let (topic, retain) = self.placement(report);
-        let mut payload = self.envelope(schema, device_id, Some(seq), body);
-        fit(&mut payload, self.max_message_bytes);
         Message {
             topic,
-            payload,
+            payload: self.envelope(schema, device_id, Some(seq), body),
             retain,
         }
+    }
+
+    /// [`Contract::report`]'s payload as the bytes to queue, cut to fit
+    /// `mqtt.max_message_bytes` when it is larger (serialised once when it
+    /// fits, which is nearly always).
+    pub fn payload_bytes(&self, report: &Report, seq: u64) -> Vec<u8> {
+        let mut payload = self.report(report, seq).payload;
+        let bytes = payload.to_string().into_bytes();
+        if bytes.len() <= self.max_message_bytes {
+            return bytes;
+        }
+        fit(&mut payload, self.max_message_bytes);
+        payload.to_string().into_bytes()
     }
 
     /// The largest payload this contract publishes.
@@ -317,19 +328,19 @@ const NOTE_BYTES: usize = 128;
 /// message aside).
 pub fn fit(payload: &mut Json, max: usize) -> bool {
     let size = |v: &Json| serde_json::to_vec(v).map_or(usize::MAX, |b| b.len());
-    let whole = size(payload);
-    if whole <= max {
+    if size(payload) <= max {
         return true;
     }
+    // Cut before (a queued record refitted to a smaller limit): add to it.
+    let before = match payload.as_object_mut().map(|map| map.remove("truncated")) {
+        None => return false,
+        Some(Some(Json::Object(before))) => before,
+        Some(_) => serde_json::Map::new(),
+    };
+    let whole = size(payload);
     let Json::Object(map) = payload else {
         return false;
     };
-    // Cut before (a queued record refitted to a smaller limit): add to it.
-    let before = match map.remove("truncated") {
-        Some(Json::Object(before)) => before,
-        _ => serde_json::Map::new(),
-    };
-    let whole = size(&Json::Object(map.clone()));
     // Each list's items' sizes, with the comma after each.
     let lists: Vec<(&str, Vec<usize>)> = CUTTABLE
         .iter()
@@ -560,21 +571,24 @@ mod tests {
     fn an_oversized_inventory_is_cut_to_fit_and_says_so() {
         let contract = contract();
         let max = contract.max_message_bytes();
-        let small = contract.report(&Report::Inventory(device()), 1);
-        assert!(small.payload.get("truncated").is_none());
-        let huge = contract.report(&Report::Inventory(big_device(6_500, 10_000)), 2);
-        let bytes = serde_json::to_vec(&huge.payload).expect("json").len();
+        let queued = |report: &Report, seq| -> (usize, Json) {
+            let bytes = contract.payload_bytes(report, seq);
+            (bytes.len(), serde_json::from_slice(&bytes).expect("json"))
+        };
+        let (_, small) = queued(&Report::Inventory(device()), 1);
+        assert!(small.get("truncated").is_none());
+        let (bytes, huge) = queued(&Report::Inventory(big_device(6_500, 10_000)), 2);
         assert!(bytes <= max, "{bytes} > {max}");
-        let kept = huge.payload["interfaces"].as_array().expect("list").len();
-        let entities = huge.payload["entities"].as_array().expect("list").len();
+        let kept = huge["interfaces"].as_array().expect("list").len();
+        let entities = huge["entities"].as_array().expect("list").len();
         assert_eq!(kept, entities, "every list cut to the same length");
-        assert_eq!(huge.payload["truncated"]["interfaces"], 6_500 - kept as u64);
-        assert_eq!(huge.payload["truncated"]["entities"], 10_000 - kept as u64);
-        assert!(huge.payload["truncated"].get("ip_addresses").is_none());
-        assert_eq!(huge.payload["seq"], 2, "the envelope is whole");
+        assert_eq!(huge["truncated"]["interfaces"], 6_500 - kept as u64);
+        assert_eq!(huge["truncated"]["entities"], 10_000 - kept as u64);
+        assert!(huge["truncated"].get("ip_addresses").is_none());
+        assert_eq!(huge["seq"], 2, "the envelope is whole");
         // Queued under a larger limit: cut again, the counts add up.
-        let again = refit(&serde_json::to_vec(&huge.payload).expect("json"), 16 * 1024)
-            .expect("fits 16 KiB");
+        let again =
+            refit(&serde_json::to_vec(&huge).expect("json"), 16 * 1024).expect("fits 16 KiB");
         let again: Json = serde_json::from_slice(&again).expect("json");
         let now = again["interfaces"].as_array().expect("list").len() as u64;
         assert_eq!(again["truncated"]["interfaces"], 6_500 - now);
@@ -584,8 +598,8 @@ mod tests {
         let whole = (100..5_000)
             .step_by(50)
             .take_while(|&n| {
-                let m = contract.report(&Report::Inventory(big_device(n, 0)), 3);
-                m.payload.get("truncated").is_none()
+                let (_, m) = queued(&Report::Inventory(big_device(n, 0)), 3);
+                m.get("truncated").is_none()
             })
             .last()
             .unwrap_or(0);

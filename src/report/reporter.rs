@@ -407,11 +407,7 @@ impl Reporter {
         let contract = &self.contract;
         let (topic, retain) = contract.placement(report);
         let pushed = self.queue.push(class, &topic, retain, |seq| {
-            contract
-                .report(report, seq)
-                .payload
-                .to_string()
-                .into_bytes()
+            contract.payload_bytes(report, seq)
         });
         self.note_queue_result(pushed.map(|_| ()), report.kind());
     }
@@ -495,7 +491,6 @@ impl Reporter {
                 return;
             }
         };
-        let state_dir = self.config.borrow().storage.state_dir.clone();
         for record in records {
             let limit = payload_limit(
                 self.contract.max_message_bytes(),
@@ -510,7 +505,7 @@ impl Reporter {
                 smaller
             } else {
                 dead_letter(
-                    &state_dir,
+                    &self.config.borrow().storage.state_dir,
                     &record.topic,
                     record.seq,
                     &record.payload,

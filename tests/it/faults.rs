@@ -864,3 +864,55 @@ fn an_endless_table_still_reports_a_bounded_inventory() {
     println!("endless ifTable: {kept} interfaces sent, {omitted} left out");
     no_panic(&mut daemon);
 }
+
+/// Out of descriptors (the agent's open-files limit lowered under it while
+/// 200 devices are polled): the error is logged, and diag's recent errors
+/// (the status file) say it; the agent keeps running.
+#[test]
+fn running_out_of_descriptors_is_said_not_silent() {
+    const DEVICES: usize = 200;
+    let dir = support::temp_dir("no-descriptors");
+    let recording = dir.path().join("plain.snmprec");
+    std::fs::write(
+        &recording,
+        "1.3.6.1.2.1.1.1.0|4|Plain device\n1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.99999.2\n\
+         1.3.6.1.2.1.1.3.0|67|4242\n",
+    )
+    .expect("write the recording");
+    let recordings = vec![recording; DEVICES];
+    let setup = Setup {
+        sim: crate::support::snmpsim::SnmpSim::start_lan(&recordings, "127.0.7", 1),
+        dir,
+    };
+    let broker = MosquittoOptions::new().start();
+    let config = setup.config(&format!("port = {}", broker.port()), "");
+    let mut daemon = setup.daemon(&config, "agent.log");
+    daemon.wait_log("discovery sweep finished", 1, Duration::from_secs(60));
+    let open = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
+        .expect("the agent's descriptors")
+        .count();
+    let limit = format!("--nofile={}", open + 4);
+    let lowered = std::process::Command::new(support::require_tool("prlimit", "util-linux"))
+        .args([&limit, "--pid", &daemon.pid().to_string()])
+        .status()
+        .expect("prlimit");
+    assert!(lowered.success());
+    daemon.wait_log("out of file descriptors", 1, Duration::from_secs(20));
+    let status = setup
+        .state_dir()
+        .join(cpe_agent::report::status_file::STATUS_FILE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = std::fs::read_to_string(&status).unwrap_or_default();
+        if text.contains("out of file descriptors") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "diag's status file never said it:\n{text}\n{}",
+            daemon.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    no_panic(&mut daemon);
+}
