@@ -616,13 +616,10 @@ fn oversized_reports_are_cut_to_fit_and_an_unsendable_one_is_set_aside() {
     no_panic(&mut daemon);
 }
 
-/// Idle devices hold no descriptor: with 200 devices polled every second,
-/// the agent's open files stay far below one per device.
-#[test]
-fn idle_devices_hold_no_sockets() {
-    const DEVICES: usize = 200;
-    let dir = support::temp_dir("descriptors");
-    // A device that says only who it is: its id is its address.
+/// `count` devices that say only who they are (their id is their address)
+/// on `prefix`.1.., swept and polled every second by an agent.
+fn plain_devices_polled(count: usize, prefix: &str) -> (Setup, Mosquitto, Daemon) {
+    let dir = support::temp_dir("plain-devices");
     let recording = dir.path().join("plain.snmprec");
     std::fs::write(
         &recording,
@@ -630,15 +627,23 @@ fn idle_devices_hold_no_sockets() {
          1.3.6.1.2.1.1.3.0|67|4242\n",
     )
     .expect("write the recording");
-    let recordings = vec![recording; DEVICES];
     let setup = Setup {
-        sim: crate::support::snmpsim::SnmpSim::start_lan(&recordings, "127.0.8", 1),
+        sim: crate::support::snmpsim::SnmpSim::start_lan(&vec![recording; count], prefix, 1),
         dir,
     };
     let broker = MosquittoOptions::new().start();
     let config = setup.config(&format!("port = {}", broker.port()), "");
     let mut daemon = setup.daemon(&config, "agent.log");
     daemon.wait_log("discovery sweep finished", 1, Duration::from_secs(60));
+    (setup, broker, daemon)
+}
+
+/// Idle devices hold no descriptor: with 200 devices polled every second,
+/// the agent's open files stay far below one per device.
+#[test]
+fn idle_devices_hold_no_sockets() {
+    const DEVICES: usize = 200;
+    let (_setup, _broker, mut daemon) = plain_devices_polled(DEVICES, "127.0.8");
     // A few poll rounds of every device.
     std::thread::sleep(Duration::from_secs(4));
     let open = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
@@ -870,24 +875,7 @@ fn an_endless_table_still_reports_a_bounded_inventory() {
 /// (the status file) say it; the agent keeps running.
 #[test]
 fn running_out_of_descriptors_is_said_not_silent() {
-    const DEVICES: usize = 200;
-    let dir = support::temp_dir("no-descriptors");
-    let recording = dir.path().join("plain.snmprec");
-    std::fs::write(
-        &recording,
-        "1.3.6.1.2.1.1.1.0|4|Plain device\n1.3.6.1.2.1.1.2.0|6|1.3.6.1.4.1.99999.2\n\
-         1.3.6.1.2.1.1.3.0|67|4242\n",
-    )
-    .expect("write the recording");
-    let recordings = vec![recording; DEVICES];
-    let setup = Setup {
-        sim: crate::support::snmpsim::SnmpSim::start_lan(&recordings, "127.0.7", 1),
-        dir,
-    };
-    let broker = MosquittoOptions::new().start();
-    let config = setup.config(&format!("port = {}", broker.port()), "");
-    let mut daemon = setup.daemon(&config, "agent.log");
-    daemon.wait_log("discovery sweep finished", 1, Duration::from_secs(60));
+    let (setup, _broker, mut daemon) = plain_devices_polled(200, "127.0.7");
     let open = std::fs::read_dir(format!("/proc/{}/fd", daemon.pid()))
         .expect("the agent's descriptors")
         .count();
